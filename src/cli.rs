@@ -1,0 +1,257 @@
+//! The command line: this clap definition is also the help text, the man pages and completions.
+
+use crate::duration;
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  success
+  1  error (I/O, missing spool, refused foreign file, failed write to standard output)
+  2  usage error, or a receipt or id outside qspool's name grammar (nothing was touched)
+  3  pop: nothing is visible
+  4  a receipt whose lease is no longer held, or an id not where the command looks";
+
+/// A durable, crash-safe work queue in a directory: push, pop, ack.
+///
+/// A spool is a directory with tmp/ new/ leased/ done/ dead/. Each message is one file holding
+/// exactly the pushed bytes; everything else qspool knows is in the file's name, and each state
+/// change is one atomic rename. No daemon, no lock on the hot path: any number of processes may
+/// push and pop at once, and each message has exactly one holder.
+#[derive(Debug, Parser)]
+#[command(name = "qspool", version, after_help = EXIT_STATUS, max_term_width = 100)]
+pub struct Cli {
+    /// The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]
+    #[arg(short, long, global = true, env = "QSPOOL_DIR", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Init(InitArgs),
+    Push(PushArgs),
+    Pop(PopArgs),
+    Ack(AckArgs),
+    Requeue(RequeueArgs),
+    Extend(ExtendArgs),
+    Bury(BuryArgs),
+    Stats(StatsArgs),
+    DlqReplay(DlqReplayArgs),
+    Purge(PurgeArgs),
+}
+
+/// Create a spool, or change its stored defaults.
+///
+/// Without init a spool allows 5 attempts and leases for 30s. On an existing spool, init
+/// changes only the settings it is given and keeps everything else, messages included.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool init --max-attempts 3 --lease 2m
+  qspool -s /var/spool/mail-out init")]
+pub struct InitArgs {
+    /// Leases a message may have before it is dead-lettered (at least 1)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+
+    /// Default lease length, e.g. 30s, 5m, 1m30s
+    #[arg(long, value_name = "DUR", value_parser = duration::positive)]
+    pub lease: Option<u64>,
+}
+
+/// Push messages: each TEXT is one message; with none, standard input is one message.
+///
+/// Prints the id of each message once it is durable (file fsync, rename, directory fsync), one
+/// per line, in order. Payloads are binary-safe, of any size, and may be empty.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool push 'send welcome mail to ada@example.org'
+  tar c ./report | qspool push
+  seq 1000 | qspool push --lines --delay 5m")]
+pub struct PushArgs {
+    /// Messages to push, one per argument
+    #[arg(value_name = "TEXT", conflicts_with_all = ["lines", "null"])]
+    pub text: Vec<OsString>,
+
+    /// Each line of standard input is one message (empty lines skipped), pushed as one batch
+    #[arg(long, conflicts_with = "null")]
+    pub lines: bool,
+
+    /// Like --lines, with NUL-separated input, as xargs -0 reads it
+    #[arg(short = '0', long)]
+    pub null: bool,
+
+    /// Keep the messages invisible for this long, e.g. 90s, 1h
+    #[arg(long, value_name = "DUR", value_parser = duration::any, default_value = "0")]
+    pub delay: u64,
+
+    /// Skip the fsyncs: faster, but a crash may lose messages whose ids were printed
+    #[arg(long)]
+    pub no_sync: bool,
+}
+
+/// Lease the message that has been visible longest and print its payload.
+///
+/// Standard output gets exactly the payload bytes and nothing else. The message stays leased
+/// until acked, requeued, or its lease expires; then another pop can have it. Expired leases are
+/// reclaimed by pop itself. Exits 3, printing nothing, when nothing is visible.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool pop --receipt-file r | ./worker && qspool ack \"$(cat r)\"
+  qspool pop --json -n 10 --lease 5m
+  qspool pop --ack >> events.log")]
+pub struct PopArgs {
+    /// Lease length [default: the spool's, 30s unless set by init]
+    #[arg(long, value_name = "DUR", value_parser = duration::positive)]
+    pub lease: Option<u64>,
+
+    /// Also write the receipt (one per line with -n) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub receipt_file: Option<PathBuf>,
+
+    /// Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at,
+    /// size, and body (UTF-8) or body_base64
+    #[arg(long)]
+    pub json: bool,
+
+    /// Lease up to N messages (needs --json)
+    #[arg(short = 'n', long = "max", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: u32,
+
+    /// Ack once the payload is written: at-most-once delivery
+    #[arg(long)]
+    pub ack: bool,
+}
+
+/// Acknowledge leased messages: they are done and leave the queue.
+///
+/// A lease past its expiry that nobody has reclaimed yet can still be acked. A receipt whose
+/// lease is no longer held (reclaimed, re-leased, acked, extended) exits 4 and moves nothing.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool ack \"$(cat receipt)\"
+  qspool pop --json | jq -r .receipt | xargs qspool ack")]
+pub struct AckArgs {
+    /// Receipts printed by pop or extend
+    #[arg(required = true, value_name = "RECEIPT")]
+    pub receipts: Vec<String>,
+}
+
+/// Give leases back early (a nack), or return every expired lease to the queue.
+///
+/// A message whose last attempt this was goes to dead/ instead. A requeued message goes to the
+/// back of the queue.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool requeue --delay 1m \"$(cat receipt)\"
+  */5 * * * * qspool requeue --expired   # crontab: reclaim leases of crashed workers")]
+pub struct RequeueArgs {
+    /// Receipts printed by pop or extend
+    #[arg(value_name = "RECEIPT", required_unless_present = "expired")]
+    pub receipts: Vec<String>,
+
+    /// Keep requeued messages invisible for this long
+    #[arg(long, value_name = "DUR", value_parser = duration::any, default_value = "0",
+          conflicts_with = "expired")]
+    pub delay: u64,
+
+    /// Return every expired lease, print what moved, and remove tmp/ leftovers older than 36h
+    #[arg(long, conflicts_with = "receipts")]
+    pub expired: bool,
+}
+
+/// Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt.
+///
+/// The old receipt is dead from then on.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  r=$(qspool extend --lease 5m \"$r\")")]
+pub struct ExtendArgs {
+    /// Receipt printed by pop or a previous extend
+    #[arg(value_name = "RECEIPT")]
+    pub receipt: String,
+
+    /// New lease length, counted from now [default: the spool's]
+    #[arg(long, value_name = "DUR", value_parser = duration::positive)]
+    pub lease: Option<u64>,
+}
+
+/// Move leased messages straight to dead/, whatever attempts remain (a poison message).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool bury \"$(cat receipt)\"")]
+pub struct BuryArgs {
+    /// Receipts printed by pop or extend
+    #[arg(required = true, value_name = "RECEIPT")]
+    pub receipts: Vec<String>,
+}
+
+/// Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries.
+///
+/// Never reads a payload and works on a read-only spool. oldest_ready_age_seconds is the time
+/// since the oldest ready message was first pushed.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool stats
+  qspool stats --json | jq .ready")]
+pub struct StatsArgs {
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool dlq-replay --all
+  qspool dlq-replay 1795833091123456.4242.00000007.9f3c2a1b.web-01")]
+pub struct DlqReplayArgs {
+    /// Ids of dead messages
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub ids: Vec<String>,
+
+    /// Replay every dead message, oldest first
+    #[arg(long)]
+    pub all: bool,
+
+    /// Replay at most N messages
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// Delete finished messages from done/ or dead/ for good. Prints the ids removed.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool purge --done --older-than 7d
+  qspool purge --dead")]
+#[command(group = clap::ArgGroup::new("which").required(true).multiple(true).args(["done", "dead"]))]
+pub struct PurgeArgs {
+    /// Purge done/ (acked messages)
+    #[arg(long)]
+    pub done: bool,
+
+    /// Purge dead/ (dead-lettered messages)
+    #[arg(long)]
+    pub dead: bool,
+
+    /// Only messages that finished at least this long ago
+    #[arg(long, value_name = "DUR", value_parser = duration::any, default_value = "0")]
+    pub older_than: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

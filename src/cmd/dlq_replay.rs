@@ -1,0 +1,64 @@
+//! `qspool dlq-replay`: dead → new, attempts reset, ids unchanged.
+
+use super::parse_ids;
+use crate::cli::DlqReplayArgs;
+use crate::exit::{Code, NotFound, Tally};
+use crate::spool::name::Ended;
+use crate::spool::transition::list_names;
+use crate::spool::{Dir, Spool};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+pub fn run(root: &Path, args: &DlqReplayArgs) -> Result<Code> {
+    let wanted = parse_ids(&args.ids)?;
+    let spool = Spool::open(root)?;
+    let dead_dir = spool.dir(Dir::Dead);
+    // One listing of dead/, keyed by id, oldest first.
+    let dead: BTreeMap<_, _> = list_names(&dead_dir)?
+        .iter()
+        .filter_map(|n| Ended::parse(n).ok())
+        .map(|e| (e.id.clone(), e))
+        .collect();
+    let limit = args.limit.unwrap_or(usize::MAX);
+    let mut tally = Tally::default();
+    let mut out = std::io::stdout().lock();
+    let mut replay = |e: &Ended, tally: &mut Tally| -> Result<()> {
+        match spool.replay(e) {
+            Ok(true) => writeln!(out, "{}", e.id)
+                .and_then(|()| out.flush())
+                .context("write to standard output"),
+            Ok(false) => {
+                tally.fail(not_dead(&e.id.to_string(), &dead_dir));
+                Ok(())
+            }
+            Err(err) => {
+                tally.fail(err);
+                Ok(())
+            }
+        }
+    };
+    if args.all {
+        for e in dead.values().take(limit) {
+            replay(e, &mut tally)?;
+        }
+    } else {
+        let mut seen = std::collections::HashSet::new();
+        for id in wanted.iter().filter(|id| seen.insert(*id)).take(limit) {
+            match dead.get(id) {
+                Some(e) => replay(e, &mut tally)?,
+                None => tally.fail(not_dead(id.as_str(), &dead_dir)),
+            }
+        }
+    }
+    Ok(tally.code())
+}
+
+fn not_dead(id: &str, dead_dir: &Path) -> anyhow::Error {
+    NotFound(format!(
+        "{}: no dead message with id {id}",
+        dead_dir.display()
+    ))
+    .into()
+}

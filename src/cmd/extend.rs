@@ -1,0 +1,25 @@
+//! `qspool extend`: a lease replaced by one expiring DUR from now, under a new receipt.
+
+use super::{lease_not_held, parse_receipts};
+use crate::cli::ExtendArgs;
+use crate::exit::Code;
+use crate::spool::Spool;
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::Path;
+
+pub fn run(root: &Path, args: &ExtendArgs) -> Result<Code> {
+    let r = parse_receipts(std::slice::from_ref(&args.receipt))?.remove(0);
+    let spool = Spool::open(root)?;
+    let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
+    match spool.extend(&r, lease_ms)? {
+        Some(next) => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{next}")
+                .and_then(|()| out.flush())
+                .with_context(|| format!("write new receipt {next} to standard output"))?;
+            Ok(Code::Ok)
+        }
+        None => Err(lease_not_held(&r, &spool.leased_path(&r))),
+    }
+}

@@ -1,0 +1,43 @@
+//! One file per subcommand, and the argument checks they share.
+
+pub mod ack;
+pub mod bury;
+pub mod dlq_replay;
+pub mod extend;
+pub mod init;
+pub mod pop;
+pub mod purge;
+pub mod push;
+pub mod requeue;
+pub mod stats;
+
+use crate::exit::Usage;
+use crate::spool::name::{Id, Leased};
+use anyhow::Result;
+
+/// Checks every receipt before any is used: one malformed receipt means exit 2, nothing moved.
+pub fn parse_receipts(texts: &[String]) -> Result<Vec<Leased>> {
+    texts
+        .iter()
+        .map(|t| {
+            Leased::parse(t).map_err(|e| Usage(format!("malformed receipt {t:?}: {e}")).into())
+        })
+        .collect()
+}
+
+/// Checks every id before any is used: one malformed id means exit 2, nothing moved.
+pub fn parse_ids(texts: &[String]) -> Result<Vec<Id>> {
+    texts
+        .iter()
+        .map(|t| Id::parse(t).map_err(|e| Usage(format!("malformed id {t:?}: {e}")).into()))
+        .collect()
+}
+
+/// The message for a receipt whose lease is gone, shared by ack, requeue, extend and bury.
+pub fn lease_not_held(r: &Leased, path: &std::path::Path) -> anyhow::Error {
+    crate::exit::NotFound(format!(
+        "{}: lease not held (expired and reclaimed, already acked, or replaced by extend); receipt {r}",
+        path.display()
+    ))
+    .into()
+}

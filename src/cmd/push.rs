@@ -1,0 +1,60 @@
+//! `qspool push`: messages from arguments, standard input, or its lines.
+
+use crate::cli::PushArgs;
+use crate::exit::Code;
+use crate::spool::Spool;
+use crate::spool::push::Batch;
+use anyhow::{Context, Result};
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub fn run(root: &Path, args: &PushArgs) -> Result<Code> {
+    let spool = Spool::create(root)?;
+    let mut batch = Batch::new(&spool, !args.no_sync);
+    let mut out = io::stdout().lock();
+    let added = add_all(&mut batch, &mut out, args);
+    // Whatever happened, what was added is committed, so the ids printed are exactly the
+    // messages that are durable, and a message not printed is absent.
+    let committed = batch.commit(&mut out);
+    added?;
+    committed?;
+    Ok(Code::Ok)
+}
+
+fn add_all(batch: &mut Batch, out: &mut dyn io::Write, args: &PushArgs) -> Result<()> {
+    if !args.text.is_empty() {
+        for text in &args.text {
+            batch.add(&mut text.as_bytes(), args.delay)?;
+        }
+        return Ok(());
+    }
+    let stdin = io::stdin().lock();
+    if !(args.lines || args.null) {
+        return batch.add(&mut { stdin }, args.delay);
+    }
+    let sep = if args.null { b'\0' } else { b'\n' };
+    let mut reader = BufReader::with_capacity(256 * 1024, stdin);
+    let mut record = Vec::new();
+    loop {
+        // Commit before a read that may block, so a slow producer's messages do not wait for
+        // more input to become durable; a fast one gets one commit per buffer of input.
+        if reader.buffer().is_empty() && batch.pending() > 0 {
+            batch.commit(out)?;
+        }
+        record.clear();
+        if reader
+            .read_until(sep, &mut record)
+            .context("read standard input")?
+            == 0
+        {
+            return Ok(());
+        }
+        if record.last() == Some(&sep) {
+            record.pop();
+        }
+        if !record.is_empty() {
+            batch.add(&mut record.as_slice(), args.delay)?;
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `qspool requeue`: release leases early, or reclaim every expired one (and old tmp/ leftovers).
+
+use super::{lease_not_held, parse_receipts};
+use crate::cli::RequeueArgs;
+use crate::exit::{Code, Tally};
+use crate::spool::name::Ready;
+use crate::spool::transition::{Released, list_names};
+use crate::spool::{Dir, Spool, durable, now_ms};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// Maildir's rule: a file in tmp/ this old belongs to a push that died.
+const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
+
+pub fn run(root: &Path, args: &RequeueArgs) -> Result<Code> {
+    if args.expired {
+        return reclaim(root);
+    }
+    let receipts = parse_receipts(&args.receipts)?;
+    let spool = Spool::open(root)?;
+    let mut tally = Tally::default();
+    for r in &receipts {
+        match spool.release(r, args.delay) {
+            Ok(Some(_)) => {}
+            Ok(None) => tally.fail(lease_not_held(r, &spool.leased_path(r))),
+            Err(e) => tally.fail(e.context(format!("requeue {}", r.id))),
+        }
+    }
+    Ok(tally.code())
+}
+
+fn reclaim(root: &Path) -> Result<Code> {
+    let spool = Spool::open(root)?;
+    let mut out = std::io::stdout().lock();
+    for (id, to) in spool.reclaim_expired(now_ms())? {
+        let what = match to {
+            Released::Requeued { .. } => "requeued",
+            Released::Dead => "dead",
+        };
+        writeln!(out, "{what} {id}").context("write to standard output")?;
+    }
+    let tmp = spool.dir(Dir::Tmp);
+    let now = SystemTime::now();
+    for name in list_names(&tmp)? {
+        // Only our own names: a foreign file in tmp/ is never deleted.
+        if Ready::parse(&name).is_err() {
+            continue;
+        }
+        let path = tmp.join(&name);
+        let Ok(meta) = durable::lstat_plain(&path) else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= TMP_MAX_AGE);
+        if old {
+            match std::fs::remove_file(&path) {
+                Ok(()) => writeln!(out, "removed {}", path.display())
+                    .context("write to standard output")?,
+                Err(e) if durable::is_missing(&e) => {}
+                Err(e) => return Err(e).with_context(|| format!("remove {}", path.display())),
+            }
+        }
+    }
+    out.flush().context("write to standard output")?;
+    Ok(Code::Ok)
+}

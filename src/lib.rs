@@ -1,0 +1,62 @@
+//! qspool: a durable, crash-safe work queue in a directory. `run` is the whole program.
+
+pub mod cli;
+mod cmd;
+pub mod duration;
+mod encode;
+pub mod exit;
+pub mod spool;
+
+use anyhow::{Result, bail};
+use cli::{Cli, Command};
+use exit::Code;
+use std::path::PathBuf;
+
+/// Runs one command line; every error is reported here, once, and mapped to its exit code.
+pub fn run(cli: Cli) -> Code {
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            exit::report(&err);
+            exit::code_of(&err)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<Code> {
+    let root = match cli.spool {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => default_spool()?,
+    };
+    match cli.command {
+        Command::Init(a) => cmd::init::run(&root, &a),
+        Command::Push(a) => cmd::push::run(&root, &a),
+        Command::Pop(a) => cmd::pop::run(&root, &a),
+        Command::Ack(a) => cmd::ack::run(&root, &a),
+        Command::Requeue(a) => cmd::requeue::run(&root, &a),
+        Command::Extend(a) => cmd::extend::run(&root, &a),
+        Command::Bury(a) => cmd::bury::run(&root, &a),
+        Command::Stats(a) => cmd::stats::run(&root, &a),
+        Command::DlqReplay(a) => cmd::dlq_replay::run(&root, &a),
+        Command::Purge(a) => cmd::purge::run(&root, &a),
+    }
+}
+
+/// `${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default`; a relative XDG_STATE_HOME is
+/// ignored, as the XDG spec asks.
+fn default_spool() -> Result<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = match (
+        env("XDG_STATE_HOME").filter(|p| p.is_absolute()),
+        env("HOME"),
+    ) {
+        (Some(state), _) => state,
+        (None, Some(home)) => home.join(".local/state"),
+        (None, None) => bail!("no spool given: set --spool, QSPOOL_DIR or HOME"),
+    };
+    Ok(base.join("qspool").join("default"))
+}

@@ -1,0 +1,149 @@
+//! The spool directory: its layout, how it is opened or created, and its clock.
+
+pub mod config;
+pub mod durable;
+pub mod idgen;
+pub mod lease;
+pub mod name;
+pub mod push;
+pub mod ready;
+pub mod scan;
+pub mod transition;
+
+use anyhow::{Context, Result, bail};
+use config::Config;
+use std::path::{Path, PathBuf};
+
+/// The five state directories, in the order they are created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Tmp,
+    New,
+    Leased,
+    Done,
+    Dead,
+}
+
+impl Dir {
+    pub const ALL: [Dir; 5] = [Dir::Tmp, Dir::New, Dir::Leased, Dir::Done, Dir::Dead];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dir::Tmp => "tmp",
+            Dir::New => "new",
+            Dir::Leased => "leased",
+            Dir::Done => "done",
+            Dir::Dead => "dead",
+        }
+    }
+}
+
+/// An opened spool: its root and its settings, read once per command.
+pub struct Spool {
+    root: PathBuf,
+    pub config: Config,
+}
+
+impl Spool {
+    /// Opens an existing spool; a missing one is an error, so that a typo is not an empty queue.
+    pub fn open(root: &Path) -> Result<Spool> {
+        match std::fs::metadata(root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!("{}: not a directory", root.display()),
+            Err(e) if durable::is_missing(&e) => bail!("no spool at {}", root.display()),
+            Err(e) => return Err(e).with_context(|| format!("open spool {}", root.display())),
+        }
+        if !root.join(Dir::New.name()).exists() && !root.join(config::FILE_NAME).exists() {
+            bail!("no spool at {}", root.display());
+        }
+        for d in Dir::ALL {
+            check_state_dir(&root.join(d.name()))?;
+        }
+        Ok(Spool {
+            config: Config::load(root)?,
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Opens a spool, creating it (directories 0700) when it is missing or incomplete.
+    pub fn create(root: &Path) -> Result<Spool> {
+        match std::fs::read_dir(root) {
+            Ok(mut entries) => {
+                let is_spool = Dir::ALL
+                    .iter()
+                    .map(|d| d.name())
+                    .chain([config::FILE_NAME])
+                    .any(|n| std::fs::symlink_metadata(root.join(n)).is_ok());
+                if !is_spool && entries.next().is_some() {
+                    bail!(
+                        "{}: a non-empty directory that is not a spool; refusing to make one there",
+                        root.display()
+                    );
+                }
+            }
+            Err(e) if durable::is_missing(&e) => make_root(root)?,
+            Err(e) => return Err(e).with_context(|| format!("open spool {}", root.display())),
+        }
+        let mut created = false;
+        for d in Dir::ALL {
+            let path = root.join(d.name());
+            created |=
+                durable::make_dir(&path).with_context(|| format!("create {}", path.display()))?;
+        }
+        if created {
+            durable::sync_dir(root).with_context(|| format!("sync {}", root.display()))?;
+        }
+        Spool::open(root)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn dir(&self, d: Dir) -> PathBuf {
+        self.root.join(d.name())
+    }
+}
+
+fn make_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("create spool {}", root.display()))?;
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("chmod {}", root.display()))?;
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        durable::sync_dir(parent).with_context(|| format!("sync {}", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// A state directory must be a real directory: a symlink there could lead qspool anywhere.
+fn check_state_dir(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_dir() => Ok(()),
+        Ok(m) if m.file_type().is_symlink() => {
+            bail!("{}: a symbolic link; refusing to follow it", path.display())
+        }
+        Ok(_) => bail!("{}: not a directory", path.display()),
+        Err(e) if durable::is_missing(&e) => {
+            bail!("{}: missing; not a complete spool", path.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    now_us() / 1000
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,476 @@
+//! The filename grammar: every name qspool gives a message, parsed and formatted in one place.
+//!
+//! `docs/FORMAT.md` is the normative description; this module is its executable form. Anything
+//! that does not parse here is foreign to qspool and is never opened, moved or deleted.
+
+use std::fmt;
+
+/// Longest name qspool ever makes is well under this; anything longer is refused unread.
+pub const MAX_NAME_LEN: usize = 160;
+/// Millisecond timestamps are written with exactly this many digits (valid until the year 2286).
+pub const MS_DIGITS: usize = 13;
+/// Largest millisecond timestamp the grammar can hold.
+pub const MAX_MS: u64 = 9_999_999_999_999;
+const TIME_DIGITS: usize = 16;
+const MAX_PID_DIGITS: usize = 10;
+const HEX8: usize = 8;
+const TOKEN_DIGITS: usize = 16;
+const MAX_HOST_LEN: usize = 32;
+
+/// Why a string is not a name of the grammar; shown to the user after the offending text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameError(pub &'static str);
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for NameError {}
+
+type Parsed<T> = Result<T, NameError>;
+
+/// A message id: `TIME.PID.COUNTER.RANDOM.HOST`, unique without locks and sorting by enqueue time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id(String);
+
+impl Id {
+    /// Builds an id from its parts; `host` must already be a valid host tag.
+    pub fn from_parts(time_us: u64, pid: u32, counter: u32, random: u32, host: &str) -> Id {
+        debug_assert!(valid_host(host));
+        Id(format!(
+            "{time_us:016}.{pid}.{counter:08x}.{random:08x}.{host}"
+        ))
+    }
+
+    pub fn parse(s: &str) -> Parsed<Id> {
+        check_text(s)?;
+        let mut parts = s.splitn(5, '.');
+        let (Some(time), Some(pid), Some(counter), Some(random), Some(host)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(NameError("an id has five dot-separated parts"));
+        };
+        if time.len() != TIME_DIGITS || !all_digits(time) {
+            return Err(NameError("an id starts with 16 digits of microseconds"));
+        }
+        if pid.is_empty() || pid.len() > MAX_PID_DIGITS || !canonical_decimal(pid) {
+            return Err(NameError("the process id part is not a decimal number"));
+        }
+        if pid.parse::<u32>().is_err() {
+            return Err(NameError("the process id part is out of range"));
+        }
+        if !is_hex(counter, HEX8) || !is_hex(random, HEX8) {
+            return Err(NameError(
+                "counter and random parts are 8 lowercase hex digits",
+            ));
+        }
+        if !valid_host(host) {
+            return Err(NameError("the host tag is 1-32 of A-Z a-z 0-9 -"));
+        }
+        Ok(Id(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Microseconds since the Unix epoch at which the message was first pushed.
+    pub fn enqueued_us(&self) -> u64 {
+        self.0[..TIME_DIGITS].parse().unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message waiting in `new/` (and, under the same name, being written in `tmp/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ready {
+    pub id: Id,
+    /// Leases it has had so far: 0 for a fresh or replayed message.
+    pub attempts: u32,
+    pub visible_ms: u64,
+}
+
+/// A message in `leased/`. Its name is the receipt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leased {
+    pub id: Id,
+    /// Which lease this is: 1 on the first delivery.
+    pub attempt: u32,
+    pub expires_ms: u64,
+    pub token: u64,
+}
+
+/// A message in `done/` or `dead/`: it has left the queue at `at_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub id: Id,
+    pub attempts: u32,
+    pub at_ms: u64,
+}
+
+impl Ready {
+    pub fn parse(s: &str) -> Parsed<Ready> {
+        let (id, rest) = split_id(s)?;
+        let [a, v] = fields(rest, [b'a', b'v'])?;
+        Ok(Ready {
+            id,
+            attempts: count(a)?,
+            visible_ms: ms(v)?,
+        })
+    }
+
+    /// The `new/` sub-directories this message lives under.
+    pub fn bucket(&self) -> Bucket {
+        Bucket::of(self.visible_ms)
+    }
+}
+
+impl Leased {
+    pub fn parse(s: &str) -> Parsed<Leased> {
+        let (id, rest) = split_id(s)?;
+        let [a, l, t] = fields(rest, [b'a', b'l', b't'])?;
+        let attempt = count(a)?;
+        if attempt == 0 {
+            return Err(NameError("a lease is attempt 1 or later"));
+        }
+        if !is_hex(t, TOKEN_DIGITS) {
+            return Err(NameError("a lease token is 16 lowercase hex digits"));
+        }
+        Ok(Leased {
+            id,
+            attempt,
+            expires_ms: ms(l)?,
+            token: u64::from_str_radix(t, 16).map_err(|_| NameError("bad lease token"))?,
+        })
+    }
+}
+
+impl Ended {
+    pub fn parse(s: &str) -> Parsed<Ended> {
+        let (id, rest) = split_id(s)?;
+        let [a, f] = fields(rest, [b'a', b'f'])?;
+        Ok(Ended {
+            id,
+            attempts: count(a)?,
+            at_ms: ms(f)?,
+        })
+    }
+}
+
+impl fmt::Display for Ready {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},a{},v{:013}", self.id, self.attempts, self.visible_ms)
+    }
+}
+
+impl fmt::Display for Leased {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{},a{},l{:013},t{:016x}",
+            self.id, self.attempt, self.expires_ms, self.token
+        )
+    }
+}
+
+impl fmt::Display for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},a{},f{:013}", self.id, self.attempts, self.at_ms)
+    }
+}
+
+/// The three-level directory path under `new/` for one visible-at millisecond:
+/// `new/KKKKKKK/SSS/MMM/`, thousands of seconds, seconds within them, milliseconds within those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bucket(pub u64);
+
+/// The width of each bucket level's name, outermost first.
+pub const BUCKET_WIDTHS: [usize; 3] = [7, 3, 3];
+/// How many milliseconds one entry of each level spans.
+pub const BUCKET_SPANS: [u64; 3] = [1_000_000, 1_000, 1];
+
+impl Bucket {
+    pub fn of(visible_ms: u64) -> Bucket {
+        Bucket(visible_ms)
+    }
+
+    /// The three directory names, outermost first.
+    pub fn parts(self) -> [String; 3] {
+        let ms = self.0;
+        [
+            format!("{:07}", ms / 1_000_000),
+            format!("{:03}", (ms / 1_000) % 1_000),
+            format!("{:03}", ms % 1_000),
+        ]
+    }
+
+    pub fn rel_path(self) -> String {
+        let [a, b, c] = self.parts();
+        format!("{a}/{b}/{c}")
+    }
+}
+
+/// Parses one level's directory name (`level` 0, 1 or 2) into its numeric value.
+pub fn bucket_level(name: &str, level: usize) -> Option<u64> {
+    if name.len() == BUCKET_WIDTHS[level] && all_digits(name) {
+        name.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// A host tag made from a host name: its first label, restricted to the tag alphabet.
+pub fn host_tag(hostname: &str) -> String {
+    let first = hostname.split('.').next().unwrap_or("");
+    let tag: String = first
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(MAX_HOST_LEN)
+        .collect();
+    if tag.is_empty() {
+        "localhost".to_owned()
+    } else {
+        tag
+    }
+}
+
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= MAX_HOST_LEN
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Checks that apply before any structure: length and alphabet. They keep paths out of the grammar.
+fn check_text(s: &str) -> Parsed<()> {
+    if s.is_empty() {
+        return Err(NameError("empty"));
+    }
+    if s.len() > MAX_NAME_LEN {
+        return Err(NameError("too long"));
+    }
+    if s.bytes().any(|b| b.is_ascii_control()) {
+        return Err(NameError("contains a control character"));
+    }
+    if s.contains('/') {
+        return Err(NameError("contains '/'"));
+    }
+    if s.starts_with('.') {
+        return Err(NameError("starts with '.'"));
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b',' | b'-'))
+    {
+        return Err(NameError("contains a character outside A-Z a-z 0-9 . , -"));
+    }
+    Ok(())
+}
+
+fn split_id(s: &str) -> Parsed<(Id, &str)> {
+    check_text(s)?;
+    let (id, rest) = s.split_once(',').ok_or(NameError("no ',' after the id"))?;
+    Ok((Id::parse(id)?, rest))
+}
+
+/// Splits `a1,v123` into the values of the expected tags, in order, and nothing else.
+fn fields<const N: usize>(rest: &str, tags: [u8; N]) -> Parsed<[&str; N]> {
+    let mut out = [""; N];
+    let mut parts = rest.split(',');
+    for (slot, tag) in out.iter_mut().zip(tags) {
+        let part = parts
+            .next()
+            .ok_or(NameError("a field is missing after the id"))?;
+        if part.as_bytes().first() != Some(&tag) {
+            return Err(NameError(
+                "fields after the id are not the ones this state has",
+            ));
+        }
+        *slot = &part[1..];
+    }
+    if parts.next().is_some() {
+        return Err(NameError("extra fields after the id"));
+    }
+    Ok(out)
+}
+
+fn count(s: &str) -> Parsed<u32> {
+    if !canonical_decimal(s) {
+        return Err(NameError(
+            "an attempt count is a decimal number without leading zeros",
+        ));
+    }
+    s.parse()
+        .map_err(|_| NameError("an attempt count is out of range"))
+}
+
+fn ms(s: &str) -> Parsed<u64> {
+    if s.len() != MS_DIGITS || !all_digits(s) {
+        return Err(NameError("a time field is 13 digits of milliseconds"));
+    }
+    s.parse().map_err(|_| NameError("bad time field"))
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn canonical_decimal(s: &str) -> bool {
+    all_digits(s) && (s == "0" || !s.starts_with('0'))
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Id {
+        Id::from_parts(1_795_833_091_123_456, 4242, 7, 0xdead_beef, "box-1")
+    }
+
+    #[test]
+    fn id_round_trips() {
+        let id = id();
+        assert_eq!(id.as_str(), "1795833091123456.4242.00000007.deadbeef.box-1");
+        assert_eq!(Id::parse(id.as_str()).unwrap(), id);
+        assert_eq!(id.enqueued_us(), 1_795_833_091_123_456);
+    }
+
+    #[test]
+    fn ids_sort_by_time_then_counter() {
+        let a = Id::from_parts(1_000_000_000_000_001, 9, 0xff, 1, "h");
+        let b = Id::from_parts(1_000_000_000_000_001, 9, 0x100, 0, "h");
+        let c = Id::from_parts(1_000_000_000_000_002, 1, 0, 0, "a");
+        assert!(a < b && b < c);
+        assert!(a.as_str() < b.as_str() && b.as_str() < c.as_str());
+    }
+
+    #[test]
+    fn state_names_round_trip() {
+        let r = Ready {
+            id: id(),
+            attempts: 3,
+            visible_ms: 1_795_833_091_123,
+        };
+        assert_eq!(Ready::parse(&r.to_string()).unwrap(), r);
+        let l = Leased {
+            id: id(),
+            attempt: 1,
+            expires_ms: 1_795_833_121_123,
+            token: 0x0123_4567_89ab_cdef,
+        };
+        let s = l.to_string();
+        assert!(s.ends_with(",a1,l1795833121123,t0123456789abcdef"), "{s}");
+        assert_eq!(Leased::parse(&s).unwrap(), l);
+        let e = Ended {
+            id: id(),
+            attempts: 5,
+            at_ms: 42,
+        };
+        assert!(e.to_string().ends_with(",a5,f0000000000042"));
+        assert_eq!(Ended::parse(&e.to_string()).unwrap(), e);
+        assert!(l.to_string().len() <= MAX_NAME_LEN);
+    }
+
+    #[test]
+    fn a_name_belongs_to_one_state_only() {
+        let r = Ready {
+            id: id(),
+            attempts: 0,
+            visible_ms: 5,
+        }
+        .to_string();
+        assert!(Leased::parse(&r).is_err());
+        assert!(Ended::parse(&r).is_err());
+        assert!(Id::parse(&r).is_err());
+    }
+
+    #[test]
+    fn hostile_and_malformed_text_is_refused() {
+        let good = Leased {
+            id: id(),
+            attempt: 2,
+            expires_ms: 1,
+            token: 1,
+        }
+        .to_string();
+        let long = "1".repeat(MAX_NAME_LEN + 1);
+        let bad = [
+            "".to_owned(),
+            "..".to_owned(),
+            "../leased/x".to_owned(),
+            format!("../{good}"),
+            format!("{good}/"),
+            format!("{good}\n"),
+            format!(".{good}"),
+            format!("{good} "),
+            format!("{good},x1"),
+            good.replace(",a2,", ",a02,"),
+            good.replace(",a2,", ",a0,"),
+            good.replace(",t", ",T"),
+            good.replacen("1795833091123456", "179583309112345", 1),
+            good.replace("deadbeef", "DEADBEEF"),
+            good.replace("box-1", "box_1"),
+            good.replace(",l0000000000001", ",l1"),
+            long,
+            "é".to_owned(),
+        ];
+        for s in bad {
+            assert!(Leased::parse(&s).is_err(), "accepted {s:?}");
+        }
+        assert!(Leased::parse(&good).is_ok());
+    }
+
+    #[test]
+    fn ids_refuse_paths_and_junk() {
+        for s in [
+            "",
+            "/etc/passwd",
+            "1795833091123456.1.00000000.00000000",
+            "1795833091123456.01.00000000.00000000.h",
+            "1795833091123456.99999999999.00000000.00000000.h",
+            "1795833091123456.1.0000000g.00000000.h",
+            "1795833091123456.1.00000000.00000000.h.x",
+            "1795833091123456.1.00000000.00000000.",
+        ] {
+            assert!(Id::parse(s).is_err(), "accepted {s:?}");
+        }
+    }
+
+    #[test]
+    fn buckets_split_milliseconds_in_three_levels() {
+        let b = Bucket::of(1_795_833_091_123);
+        assert_eq!(b.parts(), ["1795833", "091", "123"]);
+        assert_eq!(b.rel_path(), "1795833/091/123");
+        assert_eq!(bucket_level("1795833", 0), Some(1_795_833));
+        assert_eq!(bucket_level("091", 1), Some(91));
+        assert_eq!(bucket_level("91", 1), None);
+        assert_eq!(bucket_level("09a", 2), None);
+        let parts = b.parts();
+        let back: u64 = (0..3)
+            .map(|l| bucket_level(&parts[l], l).unwrap() * BUCKET_SPANS[l])
+            .sum();
+        assert_eq!(back, 1_795_833_091_123);
+    }
+
+    #[test]
+    fn host_tags_are_sanitised() {
+        assert_eq!(host_tag("web-01.example.com"), "web-01");
+        assert_eq!(host_tag("we b_01"), "web01");
+        assert_eq!(host_tag(""), "localhost");
+        assert_eq!(host_tag(&"x".repeat(99)).len(), 32);
+    }
+}

@@ -1,0 +1,127 @@
+//! Finding and leasing the message that has been visible longest, without listing all of `new/`.
+//!
+//! `new/` is a three-level tree of buckets by visible-at millisecond. A pop walks it in order,
+//! listing one directory per level, and stops at the first bucket that lies in the future: the
+//! work done is bounded by the bucket fan-out and by one millisecond's worth of messages, not by
+//! the queue's depth.
+
+use super::durable::{self, is_missing};
+use super::lease;
+use super::name::{BUCKET_SPANS, Ended, Leased, Ready, bucket_level};
+use super::transition::list_names;
+use super::{Dir, Spool};
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// A message that this process now holds the lease of.
+pub struct Lease {
+    pub leased: Leased,
+    pub enqueued_us: u64,
+}
+
+/// What the walk found at its leftmost edge.
+enum Step {
+    Leased(Box<Lease>),
+    /// The earliest remaining bucket starts after `now`: nothing is visible.
+    Future,
+    /// This subtree held nothing leasable.
+    Exhausted,
+}
+
+impl Spool {
+    /// Leases the longest-visible message for `lease_ms`, or `None` when nothing is visible at
+    /// `now`. Messages that have used up their attempts are dead-lettered on the way.
+    pub fn lease_next(&self, now: u64, lease_ms: u64) -> Result<Option<Lease>> {
+        let new_root = self.dir(Dir::New);
+        match self.walk(&new_root, 0, 0, now, lease_ms)? {
+            Step::Leased(l) => Ok(Some(*l)),
+            Step::Future | Step::Exhausted => Ok(None),
+        }
+    }
+
+    fn walk(&self, dir: &Path, level: usize, base: u64, now: u64, lease_ms: u64) -> Result<Step> {
+        if level == BUCKET_SPANS.len() {
+            return self.lease_in_leaf(dir, base, now, lease_ms);
+        }
+        let mut children: Vec<(u64, String)> = list_dir_or_empty(dir)?
+            .into_iter()
+            .filter_map(|n| bucket_level(&n, level).map(|v| (v, n)))
+            .collect();
+        children.sort_unstable();
+        for (value, name) in children {
+            let start = base + value * BUCKET_SPANS[level];
+            if !lease::is_visible(start, now) {
+                return Ok(Step::Future);
+            }
+            let child = dir.join(&name);
+            match self.walk(&child, level + 1, start, now, lease_ms)? {
+                Step::Exhausted => {
+                    // Empty buckets are removed so later pops do not list them again. A pusher
+                    // that loses this race finds its bucket gone and makes it anew.
+                    let _ = std::fs::remove_dir(&child);
+                }
+                other => return Ok(other),
+            }
+        }
+        Ok(Step::Exhausted)
+    }
+
+    fn lease_in_leaf(&self, leaf: &Path, visible_ms: u64, now: u64, lease_ms: u64) -> Result<Step> {
+        // The bucket is the visible-at time; a name that disagrees with its bucket is foreign.
+        let mut ready: Vec<Ready> = list_dir_or_empty(leaf)?
+            .iter()
+            .filter_map(|n| Ready::parse(n).ok())
+            .filter(|r| r.visible_ms == visible_ms)
+            .collect();
+        ready.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        for r in ready {
+            let src = leaf.join(r.to_string());
+            match durable::lstat_plain(&src) {
+                Ok(_) => {}
+                Err(e) if is_missing(&e) => continue,
+                Err(_) => continue, // foreign: counted by `stats`, never delivered
+            }
+            if !lease::may_lease(r.attempts, self.config.max_attempts) {
+                let dead = Ended {
+                    id: r.id.clone(),
+                    attempts: r.attempts,
+                    at_ms: now,
+                };
+                match durable::rename_noreplace(&src, &self.dir(Dir::Dead).join(dead.to_string())) {
+                    Ok(()) => continue,
+                    Err(e) if is_missing(&e) => continue,
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("dead-letter {}", src.display()));
+                    }
+                }
+            }
+            let leased = Leased {
+                id: r.id.clone(),
+                attempt: r.attempts + 1,
+                expires_ms: lease::at(now, lease_ms),
+                token: super::idgen::random_u64(),
+            };
+            match durable::rename_noreplace(&src, &self.leased_path(&leased)) {
+                Ok(()) => {
+                    return Ok(Step::Leased(Box::new(Lease {
+                        enqueued_us: r.id.enqueued_us(),
+                        leased,
+                    })));
+                }
+                // Another process leased it first; try the next one.
+                Err(e) if is_missing(&e) => continue,
+                Err(e) => return Err(e).with_context(|| format!("lease {}", src.display())),
+            }
+        }
+        Ok(Step::Exhausted)
+    }
+}
+
+/// A bucket that vanished under us (removed by another pop) is simply empty.
+fn list_dir_or_empty(dir: &Path) -> Result<Vec<String>> {
+    match list_names(dir) {
+        Ok(v) => Ok(v),
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(is_missing) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,135 @@
+//! Counting a spool's messages by state without reading any payload: what `stats` reports.
+
+use super::durable::is_plain;
+use super::lease;
+use super::name::{BUCKET_SPANS, Ended, Leased, Ready, bucket_level};
+use super::{Dir, Spool};
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// The six state counts partition the messages; `foreign` counts what is not a message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub ready: u64,
+    pub delayed: u64,
+    pub leased: u64,
+    pub expired: u64,
+    pub done: u64,
+    pub dead: u64,
+    pub foreign: u64,
+    /// Enqueue time of the oldest ready message, in microseconds.
+    pub oldest_ready_us: Option<u64>,
+}
+
+impl Spool {
+    /// Counts every state at `now`. Only directory listings and `lstat`: it works read-only.
+    pub fn count(&self, now: u64) -> Result<Counts> {
+        let mut c = Counts::default();
+        for_each_entry(&self.dir(Dir::Tmp), |e, name| {
+            // A well-formed name in tmp/ is a push in progress (or its leftover), not a message.
+            if !(Ready::parse(name).is_ok() && e.plain()) {
+                c.foreign += 1;
+            }
+        })?;
+        self.count_new(&self.dir(Dir::New), 0, 0, now, &mut c)?;
+        for_each_entry(&self.dir(Dir::Leased), |e, name| {
+            match Leased::parse(name) {
+                Ok(l) if e.plain() => {
+                    if lease::is_expired(l.expires_ms, now) {
+                        c.expired += 1
+                    } else {
+                        c.leased += 1
+                    }
+                }
+                _ => c.foreign += 1,
+            }
+        })?;
+        for (dir, slot) in [(Dir::Done, 0), (Dir::Dead, 1)] {
+            let mut n = 0;
+            for_each_entry(&self.dir(dir), |e, name| {
+                if Ended::parse(name).is_ok() && e.plain() {
+                    n += 1
+                } else {
+                    c.foreign += 1
+                }
+            })?;
+            if slot == 0 { c.done = n } else { c.dead = n }
+        }
+        Ok(c)
+    }
+
+    fn count_new(
+        &self,
+        dir: &Path,
+        level: usize,
+        base: u64,
+        now: u64,
+        c: &mut Counts,
+    ) -> Result<()> {
+        let mut subdirs = Vec::new();
+        for_each_entry(dir, |e, name| {
+            let is_dir = e.is_dir();
+            if level < BUCKET_SPANS.len() {
+                match bucket_level(name, level) {
+                    Some(v) if is_dir => {
+                        subdirs.push((base + v * BUCKET_SPANS[level], name.to_owned()))
+                    }
+                    _ => c.foreign += 1,
+                }
+                return;
+            }
+            match Ready::parse(name) {
+                Ok(r) if r.visible_ms == base && e.plain() => {
+                    if lease::is_visible(r.visible_ms, now) {
+                        c.ready += 1;
+                        let t = r.id.enqueued_us();
+                        c.oldest_ready_us = Some(c.oldest_ready_us.map_or(t, |o| o.min(t)));
+                    } else {
+                        c.delayed += 1;
+                    }
+                }
+                _ => c.foreign += 1,
+            }
+        })?;
+        for (start, name) in subdirs {
+            self.count_new(&dir.join(name), level + 1, start, now, c)?;
+        }
+        Ok(())
+    }
+}
+
+/// One directory entry as `lstat` saw it: links are seen as links, never followed.
+struct Entry {
+    meta: std::fs::Metadata,
+}
+
+impl Entry {
+    fn plain(&self) -> bool {
+        is_plain(&self.meta)
+    }
+
+    fn is_dir(&self) -> bool {
+        self.meta.file_type().is_dir()
+    }
+}
+
+/// Calls `f` on each entry. An entry that vanishes while we look was moved by another process:
+/// it is counted where it arrived, or in that race not at all, but never as foreign.
+fn for_each_entry(dir: &Path, mut f: impl FnMut(&Entry, &str)) -> Result<()> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
+    };
+    for entry in rd {
+        let entry = entry.with_context(|| format!("list {}", dir.display()))?;
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("lstat {}", entry.path().display())),
+        };
+        let name = entry.file_name();
+        f(&Entry { meta }, name.to_str().unwrap_or("\u{fffd}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Every state change after push, each one `rename(2)` of one file from an exact source name.
+//!
+//! The exact source name is the fence: a receipt whose lease was reclaimed, re-leased, acked or
+//! extended names a file that no longer exists, so its rename fails and nothing moves.
+
+use super::durable::{self, is_missing};
+use super::lease::{self, Release};
+use super::name::{Bucket, Ended, Id, Leased, Ready};
+use super::{Dir, Spool, now_ms};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Where a released lease went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Released {
+    Requeued { visible_ms: u64 },
+    Dead,
+}
+
+impl Spool {
+    pub fn leased_path(&self, r: &Leased) -> PathBuf {
+        self.dir(Dir::Leased).join(r.to_string())
+    }
+
+    /// leased → done. `false` when the lease is no longer held.
+    pub fn ack(&self, r: &Leased) -> Result<bool> {
+        let done = Ended {
+            id: r.id.clone(),
+            attempts: r.attempt,
+            at_ms: now_ms(),
+        };
+        self.move_leased(r, &self.dir(Dir::Done).join(done.to_string()))
+    }
+
+    /// leased → dead on purpose, whatever attempts remain (a poison message).
+    pub fn bury(&self, r: &Leased) -> Result<bool> {
+        self.move_leased(r, &self.dead_path(&r.id, r.attempt))
+    }
+
+    /// Ends a lease without an ack: back to `new/` after `delay_ms`, or to `dead/` after the last
+    /// attempt. `None` when the lease is no longer held.
+    pub fn release(&self, r: &Leased, delay_ms: u64) -> Result<Option<Released>> {
+        let now = now_ms();
+        match lease::on_release(r.attempt, self.config.max_attempts, now, delay_ms) {
+            Release::DeadLetter => Ok(self.bury(r)?.then_some(Released::Dead)),
+            Release::Requeue { visible_ms } => {
+                let ready = Ready {
+                    id: r.id.clone(),
+                    attempts: r.attempt,
+                    visible_ms,
+                };
+                let src = self.leased_path(r);
+                if !self.check_source(&src)? {
+                    return Ok(None);
+                }
+                match self.rename_to_new(&src, &ready) {
+                    Ok(()) => Ok(Some(Released::Requeued { visible_ms })),
+                    Err(e) if is_missing(&e) => Ok(None),
+                    Err(e) => Err(e).with_context(|| format!("requeue {}", src.display())),
+                }
+            }
+        }
+    }
+
+    /// Replaces a lease by a new one expiring `lease_ms` from now. The old receipt dies with it.
+    pub fn extend(&self, r: &Leased, lease_ms: u64) -> Result<Option<Leased>> {
+        let next = Leased {
+            id: r.id.clone(),
+            attempt: r.attempt,
+            expires_ms: lease::at(now_ms(), lease_ms),
+            token: super::idgen::random_u64(),
+        };
+        Ok(self
+            .move_leased(r, &self.leased_path(&next))?
+            .then_some(next))
+    }
+
+    /// dead → new with the attempt count reset and the id unchanged. `false` when it was not there.
+    pub fn replay(&self, dead: &Ended) -> Result<bool> {
+        let src = self.dir(Dir::Dead).join(dead.to_string());
+        if !self.check_source(&src)? {
+            return Ok(false);
+        }
+        let ready = Ready {
+            id: dead.id.clone(),
+            attempts: 0,
+            visible_ms: now_ms(),
+        };
+        match self.rename_to_new(&src, &ready) {
+            Ok(()) => Ok(true),
+            Err(e) if is_missing(&e) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("replay {}", src.display())),
+        }
+    }
+
+    /// Returns every lease expired at `now` to `new/` (or `dead/` after its last attempt).
+    /// Leases that somebody else moves first are skipped: the rename decides.
+    pub fn reclaim_expired(&self, now: u64) -> Result<Vec<(Id, Released)>> {
+        let dir = self.dir(Dir::Leased);
+        let mut moved = Vec::new();
+        for name in list_names(&dir)? {
+            let Ok(r) = Leased::parse(&name) else {
+                continue;
+            };
+            if !lease::is_expired(r.expires_ms, now) {
+                continue;
+            }
+            // A foreign file under a lease-shaped name is reported by `stats`, never moved.
+            if durable::lstat_plain(&dir.join(&name)).is_err() {
+                continue;
+            }
+            if let Some(to) = self.release(&r, 0)? {
+                moved.push((r.id, to));
+            }
+        }
+        Ok(moved)
+    }
+
+    fn dead_path(&self, id: &Id, attempts: u32) -> PathBuf {
+        let dead = Ended {
+            id: id.clone(),
+            attempts,
+            at_ms: now_ms(),
+        };
+        self.dir(Dir::Dead).join(dead.to_string())
+    }
+
+    /// Renames `leased/<r>` to `dst`. `false` when the source is gone.
+    fn move_leased(&self, r: &Leased, dst: &Path) -> Result<bool> {
+        let src = self.leased_path(r);
+        if !self.check_source(&src)? {
+            return Ok(false);
+        }
+        match durable::rename_noreplace(&src, dst) {
+            Ok(()) => Ok(true),
+            Err(e) if is_missing(&e) => Ok(false),
+            Err(e) => {
+                Err(e).with_context(|| format!("rename {} to {}", src.display(), dst.display()))
+            }
+        }
+    }
+
+    /// `false` when `src` does not exist; an error when it exists but is not a plain file.
+    fn check_source(&self, src: &Path) -> Result<bool> {
+        match durable::lstat_plain(src) {
+            Ok(_) => Ok(true),
+            Err(e) if is_missing(&e) => Ok(false),
+            Err(e) => Err(e).with_context(|| src.display().to_string()),
+        }
+    }
+
+    /// Renames `src` into its bucket under `new/`. Buckets it creates are made durable, since a
+    /// rename that outlived a crash must not point into a directory that did not.
+    pub(crate) fn rename_to_new(&self, src: &Path, ready: &Ready) -> std::io::Result<()> {
+        durable::rename_into_bucket(
+            src,
+            &self.dir(Dir::New),
+            &Bucket::of(ready.visible_ms).parts(),
+            &ready.to_string(),
+            true,
+        )
+        .map(|_| ())
+    }
+}
+
+/// The names in a directory, as strings; names that are not UTF-8 cannot be ours and are skipped.
+pub fn list_names(dir: &Path) -> Result<Vec<String>> {
+    let rd = std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))?;
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = entry.with_context(|| format!("list {}", dir.display()))?;
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}

@@ -1,0 +1,21 @@
+//! The one integration-test binary: every test drives the real `qspool` executable.
+
+#[path = "cli/harness.rs"]
+mod harness;
+
+#[path = "cli/ack.rs"]
+mod ack;
+#[path = "cli/concurrency.rs"]
+mod concurrency;
+#[path = "cli/hostile.rs"]
+mod hostile;
+#[path = "cli/init.rs"]
+mod init;
+#[path = "cli/pop.rs"]
+mod pop;
+#[path = "cli/push.rs"]
+mod push;
+#[path = "cli/requeue.rs"]
+mod requeue;
+#[path = "cli/stats.rs"]
+mod stats;
