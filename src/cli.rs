@@ -5,7 +5,8 @@ use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-const EXIT_STATUS: &str = "\
+/// The exit-status table shown after `--help`; a test checks it against `exit::Code::TABLE`.
+pub const EXIT_STATUS: &str = "\
 Exit status:
   0  success
   1  error (I/O, missing spool, refused foreign file, failed write to standard output)
@@ -253,5 +254,15 @@ mod tests {
     fn definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_every_exit_code() {
+        let mut lines = super::EXIT_STATUS.lines().skip(1);
+        for (code, meaning) in crate::exit::Code::TABLE {
+            let line = lines.next().expect("a line per code");
+            assert_eq!(line, format!("  {}  {meaning}", code as u8));
+        }
+        assert!(lines.next().is_none());
     }
 }

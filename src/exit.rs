@@ -18,6 +18,30 @@ pub enum Code {
     NotFound = 4,
 }
 
+impl Code {
+    /// Every code with its meaning, in order: the source of the help text's table, the man
+    /// page's EXIT STATUS section and the README's table.
+    pub const TABLE: [(Code, &'static str); 5] = [
+        (
+            Code::Ok,
+            "success",
+        ),
+        (
+            Code::Error,
+            "error (I/O, missing spool, refused foreign file, failed write to standard output)",
+        ),
+        (
+            Code::Usage,
+            "usage error, or a receipt or id outside qspool's name grammar (nothing was touched)",
+        ),
+        (Code::Empty, "pop: nothing is visible"),
+        (
+            Code::NotFound,
+            "a receipt whose lease is no longer held, or an id not where the command looks",
+        ),
+    ];
+}
+
 impl From<Code> for std::process::ExitCode {
     fn from(c: Code) -> Self {
         std::process::ExitCode::from(c as u8)

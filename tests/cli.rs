@@ -7,6 +7,8 @@ mod harness;
 mod ack;
 #[path = "cli/concurrency.rs"]
 mod concurrency;
+#[path = "cli/generated.rs"]
+mod generated;
 #[path = "cli/hostile.rs"]
 mod hostile;
 #[path = "cli/init.rs"]

@@ -121,15 +121,18 @@ pub fn rename_into_bucket(
 ) -> io::Result<PathBuf> {
     let leaf: PathBuf = parts.iter().fold(new_root.to_path_buf(), |p, s| p.join(s));
     let dst = leaf.join(name);
+    check_bucket(new_root, parts)?;
     for _ in 0..BUCKET_RETRIES {
         match rename_noreplace(src, &dst) {
             Ok(()) => return Ok(leaf),
             Err(e) if is_missing(&e) => {
                 // Either the bucket is missing (a pop removed it when it was empty) or `src` is.
                 match fs::symlink_metadata(src) {
-                    Ok(_) => {
-                        make_bucket(new_root, parts, sync)?;
-                    }
+                    Ok(_) => match make_bucket(new_root, parts, sync) {
+                        // A pop removed a level we were about to make a child in: try again.
+                        Err(e3) if !is_missing(&e3) => return Err(e3),
+                        _ => {}
+                    },
                     Err(e2) if is_missing(&e2) => return Err(e),
                     Err(e2) => return Err(e2),
                 }
@@ -141,6 +144,27 @@ pub fn rename_into_bucket(
         "{}: the bucket kept disappearing; gave up after {BUCKET_RETRIES} tries",
         leaf.display()
     )))
+}
+
+/// Refuses a bucket path with a symlink or non-directory in it: a rename through a planted link
+/// would put the message outside the spool, where no pop finds it. Missing levels are fine.
+fn check_bucket(new_root: &Path, parts: &[String; 3]) -> io::Result<()> {
+    let mut dir = new_root.to_path_buf();
+    for part in parts {
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: not a real directory; refusing to follow it", dir.display()),
+                ));
+            }
+            Err(e) if is_missing(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Renames only if the destination does not exist yet, so that no foreign file is ever clobbered.

@@ -67,6 +67,13 @@ impl Spool {
 
     /// Opens a spool, creating it (directories 0700) when it is missing or incomplete.
     pub fn create(root: &Path) -> Result<Spool> {
+        // The common case, an existing spool, costs no more than `open`.
+        if Dir::ALL
+            .iter()
+            .all(|d| std::fs::symlink_metadata(root.join(d.name())).is_ok_and(|m| m.is_dir()))
+        {
+            return Spool::open(root);
+        }
         match std::fs::read_dir(root) {
             Ok(mut entries) => {
                 let is_spool = Dir::ALL
@@ -106,14 +113,15 @@ impl Spool {
 }
 
 fn make_root(root: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root)
-        .with_context(|| format!("create spool {}", root.display()))?;
-    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .with_context(|| format!("chmod {}", root.display()))?;
+    // Each missing ancestor is made 0700 outright, as `mkdir -p` would make it usable: a
+    // restrictive umask must not leave a parent we cannot create the next level in.
+    let missing: Vec<&Path> = root
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+        .collect();
+    for dir in missing.iter().rev() {
+        durable::make_dir(dir).with_context(|| format!("create spool {}", root.display()))?;
+    }
     if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
         durable::sync_dir(parent).with_context(|| format!("sync {}", parent.display()))?;
     }

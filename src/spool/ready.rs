@@ -54,6 +54,11 @@ impl Spool {
                 return Ok(Step::Future);
             }
             let child = dir.join(&name);
+            // A bucket must be a real directory: a symlink could lead the walk out of the spool
+            // (`stats` counts it as foreign). One that vanished was emptied by another pop.
+            if !std::fs::symlink_metadata(&child).is_ok_and(|m| m.file_type().is_dir()) {
+                continue;
+            }
             match self.walk(&child, level + 1, start, now, lease_ms)? {
                 Step::Exhausted => {
                     // Empty buckets are removed so later pops do not list them again. A pusher

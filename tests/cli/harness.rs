@@ -145,3 +145,245 @@ pub fn assert_exit(o: &Output, code: i32) {
         assert!(err.starts_with("qspool: "), "stderr: {err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers added for the push, pop, ack and init tests.
+
+/// The qspool executable under test.
+pub fn qspool_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_qspool")
+}
+
+impl Env {
+    /// Like `cmd`, but a plain `std::process::Command`, for spawning with pipes.
+    pub fn std_cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(qspool_bin());
+        self.prepare(&mut c);
+        c.arg("--spool").arg(&self.spool).args(args);
+        c
+    }
+
+    /// The same environment as `cmd`: no inherited spool settings, HOME in the scratch space.
+    fn prepare(&self, c: &mut std::process::Command) {
+        c.env_remove("QSPOOL_DIR")
+            .env_remove("XDG_STATE_HOME")
+            .env("HOME", self.scratch().join("home"));
+    }
+
+    /// Runs `qspool ARGS` with `input` on standard input.
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        self.cmd(args)
+            .write_stdin(input.to_vec())
+            .output()
+            .expect("run qspool")
+    }
+
+    /// Runs `qspool ARGS` with `input` on standard input under `umask MASK`, set by `sh`
+    /// before it execs qspool.
+    pub fn run_umask(&self, mask: &str, args: &[&str], input: &[u8]) -> Output {
+        let mut c = std::process::Command::new("sh");
+        self.prepare(&mut c);
+        c.arg("-c")
+            .arg(r#"umask "$1" || exit 99; shift; exec "$@""#)
+            .arg("sh")
+            .arg(mask)
+            .arg(qspool_bin())
+            .arg("--spool")
+            .arg(&self.spool)
+            .args(args);
+        let mut c = Command::from_std(c);
+        c.write_stdin(input.to_vec()).output().expect("run sh")
+    }
+
+    /// Every entry under the spool root (the root included), with its `lstat` metadata.
+    pub fn tree(&self) -> Vec<(PathBuf, std::fs::Metadata)> {
+        fn walk(p: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) {
+            let meta = std::fs::symlink_metadata(p).unwrap();
+            let is_dir = meta.is_dir();
+            out.push((p.to_path_buf(), meta));
+            if is_dir {
+                for e in std::fs::read_dir(p).unwrap() {
+                    walk(&e.unwrap().path(), out);
+                }
+            }
+        }
+        let mut v = Vec::new();
+        walk(&self.spool, &mut v);
+        v
+    }
+
+    /// The spool's settings file, parsed.
+    pub fn settings(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.spool.join("qspool.json")).unwrap()).unwrap()
+    }
+
+    /// Pushes each body as its own argument in one call; returns the ids printed.
+    pub fn push_all(&self, bodies: &[&str]) -> Vec<String> {
+        let out = self.run(&[&["push"], bodies].concat());
+        assert_exit(&out, 0);
+        let ids = lines(&out);
+        assert_eq!(ids.len(), bodies.len(), "{ids:?}");
+        ids
+    }
+
+    /// `pop` with no flags: asserts exit 0 and returns the payload bytes.
+    pub fn pop_raw(&self) -> Vec<u8> {
+        let out = self.run(&["pop"]);
+        assert_exit(&out, 0);
+        out.stdout
+    }
+
+    /// Asserts that `pop` finds nothing visible: exit 3 and empty standard output.
+    pub fn assert_empty(&self) {
+        let out = self.run(&["pop"]);
+        assert_exit(&out, 3);
+        assert!(out.stdout.is_empty(), "stdout: {}", stdout(&out));
+    }
+}
+
+/// Standard output split into lines (without their `\n`).
+pub fn lines(o: &Output) -> Vec<String> {
+    stdout(o).lines().map(str::to_owned).collect()
+}
+
+/// Asserts that standard error is exactly one line, `qspool: ...`, and returns it.
+pub fn one_error_line(o: &Output) -> String {
+    let err = stderr(o);
+    assert!(err.starts_with("qspool: "), "stderr: {err:?}");
+    assert!(err.ends_with('\n'), "stderr: {err:?}");
+    assert_eq!(err.lines().count(), 1, "stderr: {err:?}");
+    err.trim_end().to_owned()
+}
+
+/// Milliseconds since the Unix epoch, by the same clock qspool reads.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Parses an RFC 3339 timestamp (`2026-11-28T02:31:31.123Z`, fraction and offset optional
+/// forms included) into milliseconds since the Unix epoch. Panics on anything else.
+pub fn rfc3339_ms(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> i64 {
+        let t = &s[r];
+        assert!(t.bytes().all(|c| c.is_ascii_digit()), "not RFC 3339: {s}");
+        t.parse().unwrap()
+    };
+    assert!(b.len() >= 20, "not RFC 3339: {s}");
+    assert!(
+        b[4] == b'-'
+            && b[7] == b'-'
+            && matches!(b[10], b'T' | b't')
+            && b[13] == b':'
+            && b[16] == b':',
+        "not RFC 3339: {s}"
+    );
+    let (y, mo, d) = (num(0..4), num(5..7), num(8..10));
+    let (h, mi, sec) = (num(11..13), num(14..16), num(17..19));
+    assert!(
+        (1..=12).contains(&mo) && (1..=31).contains(&d),
+        "not RFC 3339: {s}"
+    );
+    assert!(h < 24 && mi < 60 && sec < 61, "not RFC 3339: {s}");
+    let mut i = 19;
+    let mut frac_ms = 0i64;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        assert!(i > start, "not RFC 3339: {s}");
+        let digits = format!("{:0<3}", &s[start..i]);
+        frac_ms = digits[..3].parse().unwrap();
+    }
+    let offset_min = match &s[i..] {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let m = num(i + 1..i + 3) * 60 + num(i + 4..i + 6);
+            if o.starts_with('-') { -m } else { m }
+        }
+        _ => panic!("not RFC 3339: {s}"),
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let (yy, mm) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    u64::try_from(secs * 1000 + frac_ms).unwrap()
+}
+
+/// Decodes standard base64 with padding.
+pub fn base64_decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    assert_eq!(s.len() % 4, 0, "base64 length: {s}");
+    let mut out = Vec::new();
+    for chunk in s.as_bytes().chunks(4) {
+        let pad = chunk.iter().filter(|&&c| c == b'=').count();
+        let mut n: u32 = 0;
+        for &c in chunk {
+            let v = if c == b'=' {
+                0
+            } else {
+                A.iter().position(|&a| a == c).expect("base64 alphabet") as u32
+            };
+            n = (n << 6) | v;
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    out
+}
+
+/// Asserts `id` has the shape of a qspool id: `TIME.PID.COUNTER.RANDOM.HOST`.
+pub fn assert_id(id: &str) {
+    let parts: Vec<&str> = id.splitn(5, '.').collect();
+    assert_eq!(parts.len(), 5, "id {id:?}");
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let hex8 = |s: &str| s.len() == 8 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    assert!(parts[0].len() == 16 && digits(parts[0]), "id {id:?}");
+    assert!(digits(parts[1]), "id {id:?}");
+    assert!(hex8(parts[2]) && hex8(parts[3]), "id {id:?}");
+    assert!(
+        !parts[4].is_empty()
+            && parts[4].len() <= 32
+            && parts[4]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-'),
+        "id {id:?}"
+    );
+}
+
+/// The lease expiry millisecond written in a receipt (`ID,aN,lMS,tTOKEN`).
+pub fn receipt_expiry_ms(receipt: &str) -> u64 {
+    let field = receipt
+        .split(',')
+        .find_map(|f| f.strip_prefix('l'))
+        .unwrap_or_else(|| panic!("no lease field in {receipt:?}"));
+    field.parse().unwrap()
+}
+
+/// The id part of a message file name or receipt (everything before the first comma).
+pub fn id_of(name: &str) -> &str {
+    name.split(',').next().unwrap()
+}
+
+impl Env {
+    /// Runs `qspool --spool SPOOL ARGS...` for another spool path (in the same environment).
+    pub fn run_at(&self, spool: &Path, args: &[&str]) -> Output {
+        let mut c = std::process::Command::new(qspool_bin());
+        self.prepare(&mut c);
+        c.arg("--spool").arg(spool).args(args);
+        c.output().expect("run qspool")
+    }
+}

@@ -1,0 +1,186 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'qspool'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'qspool' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a spool, or change its stored defaults')
+            [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Push messages: each TEXT is one message; with none, standard input is one message')
+            [CompletionResult]::new('pop', 'pop', [CompletionResultType]::ParameterValue, 'Lease the message that has been visible longest and print its payload')
+            [CompletionResult]::new('ack', 'ack', [CompletionResultType]::ParameterValue, 'Acknowledge leased messages: they are done and leave the queue')
+            [CompletionResult]::new('requeue', 'requeue', [CompletionResultType]::ParameterValue, 'Give leases back early (a nack), or return every expired lease to the queue')
+            [CompletionResult]::new('extend', 'extend', [CompletionResultType]::ParameterValue, 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt')
+            [CompletionResult]::new('bury', 'bury', [CompletionResultType]::ParameterValue, 'Move leased messages straight to dead/, whatever attempts remain (a poison message)')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries')
+            [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
+            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete finished messages from done/ or dead/ for good. Prints the ids removed')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'qspool;init' {
+            [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Leases a message may have before it is dead-lettered (at least 1)')
+            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'Default lease length, e.g. 30s, 5m, 1m30s')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'qspool;push' {
+            [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Keep the messages invisible for this long, e.g. 90s, 1h')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'Each line of standard input is one message (empty lines skipped), pushed as one batch')
+            [CompletionResult]::new('-0', '-0', [CompletionResultType]::ParameterName, 'Like --lines, with NUL-separated input, as xargs -0 reads it')
+            [CompletionResult]::new('--null', '--null', [CompletionResultType]::ParameterName, 'Like --lines, with NUL-separated input, as xargs -0 reads it')
+            [CompletionResult]::new('--no-sync', '--no-sync', [CompletionResultType]::ParameterName, 'Skip the fsyncs: faster, but a crash may lose messages whose ids were printed')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'qspool;pop' {
+            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'Lease length [default: the spool''s, 30s unless set by init]')
+            [CompletionResult]::new('--receipt-file', '--receipt-file', [CompletionResultType]::ParameterName, 'Also write the receipt (one per line with -n) to FILE')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Lease up to N messages (needs --json)')
+            [CompletionResult]::new('--max', '--max', [CompletionResultType]::ParameterName, 'Lease up to N messages (needs --json)')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64')
+            [CompletionResult]::new('--ack', '--ack', [CompletionResultType]::ParameterName, 'Ack once the payload is written: at-most-once delivery')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'qspool;ack' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'qspool;requeue' {
+            [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Keep requeued messages invisible for this long')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--expired', '--expired', [CompletionResultType]::ParameterName, 'Return every expired lease, print what moved, and remove tmp/ leftovers older than 36h')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'qspool;extend' {
+            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'New lease length, counted from now [default: the spool''s]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'qspool;bury' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'qspool;stats' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'qspool;dlq-replay' {
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Replay at most N messages')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Replay every dead message, oldest first')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'qspool;purge' {
+            [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'Only messages that finished at least this long ago')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--done', '--done', [CompletionResultType]::ParameterName, 'Purge done/ (acked messages)')
+            [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Purge dead/ (dead-lettered messages)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'qspool;help' {
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a spool, or change its stored defaults')
+            [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Push messages: each TEXT is one message; with none, standard input is one message')
+            [CompletionResult]::new('pop', 'pop', [CompletionResultType]::ParameterValue, 'Lease the message that has been visible longest and print its payload')
+            [CompletionResult]::new('ack', 'ack', [CompletionResultType]::ParameterValue, 'Acknowledge leased messages: they are done and leave the queue')
+            [CompletionResult]::new('requeue', 'requeue', [CompletionResultType]::ParameterValue, 'Give leases back early (a nack), or return every expired lease to the queue')
+            [CompletionResult]::new('extend', 'extend', [CompletionResultType]::ParameterValue, 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt')
+            [CompletionResult]::new('bury', 'bury', [CompletionResultType]::ParameterValue, 'Move leased messages straight to dead/, whatever attempts remain (a poison message)')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries')
+            [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
+            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete finished messages from done/ or dead/ for good. Prints the ids removed')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'qspool;help;init' {
+            break
+        }
+        'qspool;help;push' {
+            break
+        }
+        'qspool;help;pop' {
+            break
+        }
+        'qspool;help;ack' {
+            break
+        }
+        'qspool;help;requeue' {
+            break
+        }
+        'qspool;help;extend' {
+            break
+        }
+        'qspool;help;bury' {
+            break
+        }
+        'qspool;help;stats' {
+            break
+        }
+        'qspool;help;dlq-replay' {
+            break
+        }
+        'qspool;help;purge' {
+            break
+        }
+        'qspool;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

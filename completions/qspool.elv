@@ -1,0 +1,158 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[qspool] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'qspool'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'qspool'= {
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand init 'Create a spool, or change its stored defaults'
+            cand push 'Push messages: each TEXT is one message; with none, standard input is one message'
+            cand pop 'Lease the message that has been visible longest and print its payload'
+            cand ack 'Acknowledge leased messages: they are done and leave the queue'
+            cand requeue 'Give leases back early (a nack), or return every expired lease to the queue'
+            cand extend 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
+            cand bury 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
+            cand stats 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
+            cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
+            cand purge 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'qspool;init'= {
+            cand --max-attempts 'Leases a message may have before it is dead-lettered (at least 1)'
+            cand --lease 'Default lease length, e.g. 30s, 5m, 1m30s'
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'qspool;push'= {
+            cand --delay 'Keep the messages invisible for this long, e.g. 90s, 1h'
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --lines 'Each line of standard input is one message (empty lines skipped), pushed as one batch'
+            cand -0 'Like --lines, with NUL-separated input, as xargs -0 reads it'
+            cand --null 'Like --lines, with NUL-separated input, as xargs -0 reads it'
+            cand --no-sync 'Skip the fsyncs: faster, but a crash may lose messages whose ids were printed'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'qspool;pop'= {
+            cand --lease 'Lease length [default: the spool''s, 30s unless set by init]'
+            cand --receipt-file 'Also write the receipt (one per line with -n) to FILE'
+            cand -n 'Lease up to N messages (needs --json)'
+            cand --max 'Lease up to N messages (needs --json)'
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --json 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64'
+            cand --ack 'Ack once the payload is written: at-most-once delivery'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'qspool;ack'= {
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'qspool;requeue'= {
+            cand --delay 'Keep requeued messages invisible for this long'
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --expired 'Return every expired lease, print what moved, and remove tmp/ leftovers older than 36h'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'qspool;extend'= {
+            cand --lease 'New lease length, counted from now [default: the spool''s]'
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'qspool;bury'= {
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'qspool;stats'= {
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --json 'Print one JSON object'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'qspool;dlq-replay'= {
+            cand --limit 'Replay at most N messages'
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --all 'Replay every dead message, oldest first'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'qspool;purge'= {
+            cand --older-than 'Only messages that finished at least this long ago'
+            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --done 'Purge done/ (acked messages)'
+            cand --dead 'Purge dead/ (dead-lettered messages)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'qspool;help'= {
+            cand init 'Create a spool, or change its stored defaults'
+            cand push 'Push messages: each TEXT is one message; with none, standard input is one message'
+            cand pop 'Lease the message that has been visible longest and print its payload'
+            cand ack 'Acknowledge leased messages: they are done and leave the queue'
+            cand requeue 'Give leases back early (a nack), or return every expired lease to the queue'
+            cand extend 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
+            cand bury 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
+            cand stats 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
+            cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
+            cand purge 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'qspool;help;init'= {
+        }
+        &'qspool;help;push'= {
+        }
+        &'qspool;help;pop'= {
+        }
+        &'qspool;help;ack'= {
+        }
+        &'qspool;help;requeue'= {
+        }
+        &'qspool;help;extend'= {
+        }
+        &'qspool;help;bury'= {
+        }
+        &'qspool;help;stats'= {
+        }
+        &'qspool;help;dlq-replay'= {
+        }
+        &'qspool;help;purge'= {
+        }
+        &'qspool;help;help'= {
+        }
+    ]
+    $completions[$command]
+}
