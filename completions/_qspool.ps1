@@ -21,8 +21,8 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
 
     $completions = @(switch ($command) {
         'qspool' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -43,16 +43,16 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         'qspool;init' {
             [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Leases a message may have before it is dead-lettered (at least 1)')
             [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'Default lease length, e.g. 30s, 5m, 1m30s')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'qspool;push' {
             [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Keep the messages invisible for this long, e.g. 90s, 1h')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'Each line of standard input is one message (empty lines skipped), pushed as one batch')
             [CompletionResult]::new('-0', '-0', [CompletionResultType]::ParameterName, 'Like --lines, with NUL-separated input, as xargs -0 reads it')
             [CompletionResult]::new('--null', '--null', [CompletionResultType]::ParameterName, 'Like --lines, with NUL-separated input, as xargs -0 reads it')
@@ -66,8 +66,8 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--receipt-file', '--receipt-file', [CompletionResultType]::ParameterName, 'Also write the receipt (one per line with -n) to FILE')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Lease up to N messages (needs --json)')
             [CompletionResult]::new('--max', '--max', [CompletionResultType]::ParameterName, 'Lease up to N messages (needs --json)')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64')
             [CompletionResult]::new('--ack', '--ack', [CompletionResultType]::ParameterName, 'Ack once the payload is written: at-most-once delivery')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -75,16 +75,16 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;ack' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'qspool;requeue' {
             [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Keep requeued messages invisible for this long')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--expired', '--expired', [CompletionResultType]::ParameterName, 'Return every expired lease, print what moved, and remove tmp/ leftovers older than 36h')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -92,22 +92,22 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         }
         'qspool;extend' {
             [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'New lease length, counted from now [default: the spool''s]')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'qspool;bury' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'qspool;stats' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -115,8 +115,8 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         }
         'qspool;dlq-replay' {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Replay at most N messages')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Replay every dead message, oldest first')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -124,8 +124,8 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         }
         'qspool;purge' {
             [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'Only messages that finished at least this long ago')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--done', '--done', [CompletionResultType]::ParameterName, 'Purge done/ (acked messages)')
             [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Purge dead/ (dead-lettered messages)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

@@ -18,8 +18,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
     }
     var completions = [
         &'qspool'= {
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -39,15 +39,15 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool;init'= {
             cand --max-attempts 'Leases a message may have before it is dead-lettered (at least 1)'
             cand --lease 'Default lease length, e.g. 30s, 5m, 1m30s'
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;push'= {
             cand --delay 'Keep the messages invisible for this long, e.g. 90s, 1h'
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --lines 'Each line of standard input is one message (empty lines skipped), pushed as one batch'
             cand -0 'Like --lines, with NUL-separated input, as xargs -0 reads it'
             cand --null 'Like --lines, with NUL-separated input, as xargs -0 reads it'
@@ -60,59 +60,59 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --receipt-file 'Also write the receipt (one per line with -n) to FILE'
             cand -n 'Lease up to N messages (needs --json)'
             cand --max 'Lease up to N messages (needs --json)'
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --json 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64'
             cand --ack 'Ack once the payload is written: at-most-once delivery'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;ack'= {
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;requeue'= {
             cand --delay 'Keep requeued messages invisible for this long'
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --expired 'Return every expired lease, print what moved, and remove tmp/ leftovers older than 36h'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;extend'= {
             cand --lease 'New lease length, counted from now [default: the spool''s]'
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;bury'= {
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'qspool;stats'= {
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --json 'Print one JSON object'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;dlq-replay'= {
             cand --limit 'Replay at most N messages'
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --all 'Replay every dead message, oldest first'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'qspool;purge'= {
             cand --older-than 'Only messages that finished at least this long ago'
-            cand -s 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --done 'Purge done/ (acked messages)'
             cand --dead 'Purge dead/ (dead-lettered messages)'
             cand -h 'Print help'

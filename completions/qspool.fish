@@ -24,7 +24,7 @@ function __fish_qspool_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c qspool -n "__fish_qspool_needs_command" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_needs_command" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_needs_command" -s V -l version -d 'Print version'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "init" -d 'Create a spool, or change its stored defaults'
@@ -40,10 +40,10 @@ complete -c qspool -n "__fish_qspool_needs_command" -f -a "purge" -d 'Delete fin
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l max-attempts -d 'Leases a message may have before it is dead-lettered (at least 1)' -r
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l lease -d 'Default lease length, e.g. 30s, 5m, 1m30s' -r
-complete -c qspool -n "__fish_qspool_using_subcommand init" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand init" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l delay -d 'Keep the messages invisible for this long, e.g. 90s, 1h' -r
-complete -c qspool -n "__fish_qspool_using_subcommand push" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand push" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l lines -d 'Each line of standard input is one message (empty lines skipped), pushed as one batch'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -s 0 -l null -d 'Like --lines, with NUL-separated input, as xargs -0 reads it'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l no-sync -d 'Skip the fsyncs: faster, but a crash may lose messages whose ids were printed'
@@ -51,30 +51,30 @@ complete -c qspool -n "__fish_qspool_using_subcommand push" -s h -l help -d 'Pri
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l lease -d 'Lease length [default: the spool\'s, 30s unless set by init]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l receipt-file -d 'Also write the receipt (one per line with -n) to FILE' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -s n -l max -d 'Lease up to N messages (needs --json)' -r
-complete -c qspool -n "__fish_qspool_using_subcommand pop" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand pop" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l json -d 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64'
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l ack -d 'Ack once the payload is written: at-most-once delivery'
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c qspool -n "__fish_qspool_using_subcommand ack" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand ack" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand ack" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand requeue" -l delay -d 'Keep requeued messages invisible for this long' -r
-complete -c qspool -n "__fish_qspool_using_subcommand requeue" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand requeue" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand requeue" -l expired -d 'Return every expired lease, print what moved, and remove tmp/ leftovers older than 36h'
 complete -c qspool -n "__fish_qspool_using_subcommand requeue" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand extend" -l lease -d 'New lease length, counted from now [default: the spool\'s]' -r
-complete -c qspool -n "__fish_qspool_using_subcommand extend" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand extend" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand extend" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c qspool -n "__fish_qspool_using_subcommand bury" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand bury" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand bury" -s h -l help -d 'Print help'
-complete -c qspool -n "__fish_qspool_using_subcommand stats" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand stats" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -l json -d 'Print one JSON object'
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -l limit -d 'Replay at most N messages' -r
-complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -l all -d 'Replay every dead message, oldest first'
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -s h -l help -d 'Print help'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l older-than -d 'Only messages that finished at least this long ago' -r
-complete -c qspool -n "__fish_qspool_using_subcommand purge" -s s -l spool -d 'The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand purge" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l done -d 'Purge done/ (acked messages)'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l dead -d 'Purge dead/ (dead-lettered messages)'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -s h -l help -d 'Print help'

@@ -23,8 +23,9 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(name = "qspool", version, after_help = EXIT_STATUS, max_term_width = 100)]
 pub struct Cli {
-    /// The spool directory [default: ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]
-    #[arg(short, long, global = true, env = "QSPOOL_DIR", value_name = "DIR")]
+    /// The spool directory [default: $QSPOOL_DIR, else
+    /// ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]
+    #[arg(short, long, global = true, value_name = "DIR")]
     pub spool: Option<PathBuf>,
 
     #[command(subcommand)]

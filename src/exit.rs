@@ -22,10 +22,7 @@ impl Code {
     /// Every code with its meaning, in order: the source of the help text's table, the man
     /// page's EXIT STATUS section and the README's table.
     pub const TABLE: [(Code, &'static str); 5] = [
-        (
-            Code::Ok,
-            "success",
-        ),
+        (Code::Ok, "success"),
         (
             Code::Error,
             "error (I/O, missing spool, refused foreign file, failed write to standard output)",

@@ -42,14 +42,17 @@ fn dispatch(cli: Cli) -> Result<Code> {
     }
 }
 
-/// `${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default`; a relative XDG_STATE_HOME is
-/// ignored, as the XDG spec asks.
+/// `$QSPOOL_DIR`, else `${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default`. Empty values
+/// count as unset, and a relative XDG_STATE_HOME is ignored, as the XDG spec asks.
 fn default_spool() -> Result<PathBuf> {
     let env = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
+    if let Some(dir) = env("QSPOOL_DIR") {
+        return Ok(dir);
+    }
     let base = match (
         env("XDG_STATE_HOME").filter(|p| p.is_absolute()),
         env("HOME"),

@@ -3,7 +3,7 @@
 use crate::cli::InitArgs;
 use crate::duration::format_ms;
 use crate::exit::Code;
-use crate::spool::{Dir, Spool};
+use crate::spool::Spool;
 use anyhow::Result;
 use std::path::Path;
 
@@ -18,7 +18,7 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<Code> {
     }
     let settings_missing = !root.join(crate::spool::config::FILE_NAME).exists();
     if cfg != spool.config || settings_missing {
-        cfg.store(root, &spool.dir(Dir::Tmp))?;
+        cfg.store(root)?;
     }
     println!(
         "{}: max-attempts {}, lease {}",

@@ -29,6 +29,17 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
     if args.count > 1 && !args.json {
         return Err(Usage("-n N needs --json: raw payloads cannot be told apart".into()).into());
     }
+    if let Some(f) = &args.receipt_file {
+        // A receipt left from an earlier pop must not be acked for this one: with nothing to
+        // pop, or on an error, the file is absent afterwards.
+        match std::fs::remove_file(f) {
+            Ok(()) => {}
+            Err(e) if durable::is_missing(&e) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("remove old receipt file {}", f.display()));
+            }
+        }
+    }
     let spool = Spool::create(root)?;
     let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
     spool.reclaim_expired(now_ms())?;
@@ -49,9 +60,7 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
         for l in &leases {
             let _ = spool.release(&l.leased, 0);
         }
-        if let Some(f) = &args.receipt_file
-            && !leases.is_empty()
-        {
+        if let Some(f) = &args.receipt_file {
             let _ = std::fs::remove_file(f);
         }
         return Err(e);

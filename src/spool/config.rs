@@ -48,10 +48,10 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Replaces the settings file atomically: written in `tmp/`, fsynced, renamed into the root.
-    pub fn store(&self, root: &Path, tmp_dir: &Path) -> Result<()> {
+    /// Replaces the settings file atomically: written beside it under a dot-name, fsynced, renamed.
+    pub fn store(&self, root: &Path) -> Result<()> {
         let path = root.join(FILE_NAME);
-        let tmp = tmp_dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
+        let tmp = root.join(format!(".{FILE_NAME}.{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let _ = std::fs::remove_file(&tmp);
             let mut f = durable::create_new(&tmp)?;

@@ -157,7 +157,10 @@ fn check_bucket(new_root: &Path, parts: &[String; 3]) -> io::Result<()> {
             Ok(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{}: not a real directory; refusing to follow it", dir.display()),
+                    format!(
+                        "{}: not a real directory; refusing to follow it",
+                        dir.display()
+                    ),
                 ));
             }
             Err(e) if is_missing(&e) => return Ok(()),

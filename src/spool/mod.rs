@@ -121,9 +121,10 @@ fn make_root(root: &Path) -> Result<()> {
         .collect();
     for dir in missing.iter().rev() {
         durable::make_dir(dir).with_context(|| format!("create spool {}", root.display()))?;
-    }
-    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-        durable::sync_dir(parent).with_context(|| format!("sync {}", parent.display()))?;
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(parent) = parent {
+            durable::sync_dir(parent).with_context(|| format!("sync {}", parent.display()))?;
+        }
     }
     Ok(())
 }

@@ -325,3 +325,77 @@ fn spool_comes_from_qspool_dir_when_not_given() {
     assert_eq!(env.settings()["max_attempts"], 6);
     assert!(!env.scratch().join("home").exists());
 }
+
+/// Runs qspool with exactly the given spool-locating environment and no --spool.
+fn run_located(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut c = std::process::Command::new(qspool_bin());
+    c.env_remove("QSPOOL_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("HOME");
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.args(args).current_dir(env.scratch()).output().unwrap()
+}
+
+#[test]
+fn the_spool_is_found_by_flag_then_qspool_dir_then_xdg_state_home_then_home() {
+    let env = Env::new();
+    let s = env.scratch();
+    let p = |rel: &str| s.join(rel).to_str().unwrap().to_owned();
+    let home = p("home");
+    let state = p("state");
+    let qdir = p("qdir");
+    let flag = p("flag");
+
+    // HOME alone: ~/.local/state/qspool/default.
+    assert_exit(&run_located(&env, &[("HOME", &home)], &["push", "a"]), 0);
+    assert!(s.join("home/.local/state/qspool/default/new").is_dir());
+    // An absolute XDG_STATE_HOME wins over HOME; a relative one is ignored.
+    assert_exit(
+        &run_located(
+            &env,
+            &[("HOME", &home), ("XDG_STATE_HOME", &state)],
+            &["push", "b"],
+        ),
+        0,
+    );
+    assert!(s.join("state/qspool/default/new").is_dir());
+    let out = run_located(
+        &env,
+        &[("HOME", &home), ("XDG_STATE_HOME", "rel")],
+        &["stats", "--json"],
+    );
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ready"], 1, "the relative XDG_STATE_HOME was not ignored");
+    // QSPOOL_DIR wins over both; an empty one counts as unset.
+    let vars = [
+        ("HOME", home.as_str()),
+        ("XDG_STATE_HOME", state.as_str()),
+        ("QSPOOL_DIR", qdir.as_str()),
+    ];
+    assert_exit(&run_located(&env, &vars, &["push", "c"]), 0);
+    assert!(s.join("qdir/new").is_dir());
+    let out = run_located(
+        &env,
+        &[("HOME", &home), ("QSPOOL_DIR", "")],
+        &["stats", "--json"],
+    );
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ready"], 1);
+    // --spool (and -s) win over everything.
+    assert_exit(
+        &run_located(&env, &vars, &["--spool", &flag, "push", "d"]),
+        0,
+    );
+    assert_exit(&run_located(&env, &vars, &["push", "-s", &flag, "e"]), 0);
+    let out = run_located(&env, &vars, &["-s", &flag, "stats", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ready"], 2);
+    // With nowhere to put a spool, a clear error.
+    let out = run_located(&env, &[], &["stats"]);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("--spool"), "{}", stderr(&out));
+}

@@ -266,10 +266,29 @@ fn nothing_visible_exits_3_and_writes_nothing() {
     assert!(out.stdout.is_empty());
     assert!(!r.exists());
 
-    // An existing receipt file is left as it was.
+    // A receipt left by an earlier pop is removed, so that `pop --receipt-file r | worker &&
+    // qspool ack "$(cat r)"` can never ack an older lease that is still held.
     std::fs::write(&r, "previous\n").unwrap();
     assert_exit(&env.run(&["pop", "--receipt-file", rs]), 3);
-    assert_eq!(std::fs::read_to_string(&r).unwrap(), "previous\n");
+    assert!(!r.exists(), "a stale receipt file survived exit 3");
+}
+
+#[test]
+fn a_stale_receipt_file_is_removed_before_an_error_too() {
+    let env = Env::init(&[]);
+    env.push("one");
+    let r = env.scratch().join("receipt");
+    std::fs::write(&r, "previous\n").unwrap();
+    let out = env.run(&["pop", "-n", "2", "--receipt-file", r.to_str().unwrap()]);
+    assert_exit(&out, 2);
+    // A usage error touches nothing, the receipt file included.
+    assert!(r.exists());
+    let out = env.run(&["pop", "--receipt-file", r.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "one");
+    let receipt = std::fs::read_to_string(&r).unwrap();
+    assert_ne!(receipt, "previous\n");
+    assert_exit(&env.run(&["ack", receipt.trim_end()]), 0);
 }
 
 #[test]
