@@ -32,13 +32,8 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
     if let Some(f) = &args.receipt_file {
         // A receipt left from an earlier pop must not be acked for this one: with nothing to
         // pop, or on an error, the file is absent afterwards.
-        match std::fs::remove_file(f) {
-            Ok(()) => {}
-            Err(e) if durable::is_missing(&e) => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("remove old receipt file {}", f.display()));
-            }
-        }
+        remove_receipt_file(f)
+            .with_context(|| format!("remove old receipt file {}", f.display()))?;
     }
     let spool = Spool::create(root)?;
     let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
@@ -61,7 +56,7 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
             let _ = spool.release(&l.leased, 0);
         }
         if let Some(f) = &args.receipt_file {
-            let _ = std::fs::remove_file(f);
+            let _ = remove_receipt_file(f);
         }
         return Err(e);
     }
@@ -82,6 +77,19 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
     Ok(Code::Ok)
 }
 
+/// Removes a receipt file an earlier pop left. Only a regular file is removed: anything else
+/// given as FILE (`/dev/null`, a FIFO, a symlink) is the user's and is left alone.
+fn remove_receipt_file(f: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(f) {
+        Ok(m) if m.file_type().is_file() => match std::fs::remove_file(f) {
+            Err(e) if !durable::is_missing(&e) => Err(e),
+            _ => Ok(()),
+        },
+        Err(e) if !durable::is_missing(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
     if leases.is_empty() {
         return Ok(());
@@ -94,8 +102,7 @@ fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
     let mut out = io::stdout().lock();
     for l in leases {
         let path = spool.leased_path(&l.leased);
-        let mut file =
-            durable::open_message(&path).with_context(|| format!("open {}", path.display()))?;
+        let mut file = durable::open_message(&path).map_err(|e| lost_or(e, &path))?;
         if args.json {
             let mut body = Vec::new();
             file.read_to_end(&mut body)
@@ -136,4 +143,18 @@ fn write_receipts(path: &Path, text: &[u8]) -> io::Result<()> {
         .open(path)?;
     f.write_all(text)?;
     f.flush()
+}
+
+/// A leased file gone before we opened it means a lease so short that it expired and was
+/// reclaimed in between: that is a lost lease (exit 4), not an I/O failure.
+fn lost_or(e: io::Error, path: &Path) -> anyhow::Error {
+    if durable::is_missing(&e) {
+        NotFound(format!(
+            "{}: lease expired and was reclaimed before its payload was read; use a longer --lease",
+            path.display()
+        ))
+        .into()
+    } else {
+        anyhow::Error::new(e).context(format!("open {}", path.display()))
+    }
 }

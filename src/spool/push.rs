@@ -96,14 +96,14 @@ impl Batch {
             for leaf in self.touched.clone() {
                 let mut dir = Some(leaf.as_path());
                 while let Some(d) = dir {
-                    if synced.insert(d.to_path_buf()) {
-                        if let Err(e) = durable::sync_dir(d) {
-                            // These messages are in new/ but may not survive a crash: their ids
-                            // are never printed, so nobody takes them for durable.
-                            self.pending.clear();
-                            self.touched.clear();
-                            return Err(e).with_context(|| format!("sync {}", d.display()));
-                        }
+                    if synced.insert(d.to_path_buf())
+                        && let Err(e) = durable::sync_dir(d)
+                    {
+                        // These messages are in new/ but may not survive a crash: their ids
+                        // are never printed, so nobody takes them for durable.
+                        self.pending.clear();
+                        self.touched.clear();
+                        return Err(e).with_context(|| format!("sync {}", d.display()));
                     }
                     if d == self.new_root {
                         break;

@@ -73,7 +73,8 @@ impl Spool {
 
     fn lease_in_leaf(&self, leaf: &Path, visible_ms: u64, now: u64, lease_ms: u64) -> Result<Step> {
         // The bucket is the visible-at time; a name that disagrees with its bucket is foreign.
-        let mut ready: Vec<Ready> = list_dir_or_empty(leaf)?
+        let names = list_dir_or_empty(leaf)?;
+        let mut ready: Vec<Ready> = names
             .iter()
             .filter_map(|n| Ready::parse(n).ok())
             .filter(|r| r.visible_ms == visible_ms)
@@ -108,6 +109,11 @@ impl Spool {
             };
             match durable::rename_noreplace(&src, &self.leased_path(&leased)) {
                 Ok(()) => {
+                    if names.len() == 1 {
+                        // We took the leaf's only entry: remove the leaf now rather than have
+                        // the next pop list it empty. Fails harmlessly if a push just arrived.
+                        let _ = std::fs::remove_dir(leaf);
+                    }
                     return Ok(Step::Leased(Box::new(Lease {
                         enqueued_us: r.id.enqueued_us(),
                         leased,

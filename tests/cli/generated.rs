@@ -11,7 +11,10 @@ use qspool::exit::Code;
 use std::path::{Path, PathBuf};
 
 const ENVIRONMENT: &[(&str, &str)] = &[
-    ("QSPOOL_DIR", "The spool directory, when --spool is not given."),
+    (
+        "QSPOOL_DIR",
+        "The spool directory, when --spool is not given. An empty value counts as unset.",
+    ),
     (
         "XDG_STATE_HOME",
         "Base of the default spool, $XDG_STATE_HOME/qspool/default, when it is an absolute path.",
@@ -23,16 +26,28 @@ const ENVIRONMENT: &[(&str, &str)] = &[
 ];
 
 const FILES: &[(&str, &str)] = &[
-    ("SPOOL/qspool.json", "Settings stored by init: max_attempts and lease_ms."),
-    ("SPOOL/tmp/", "Messages being written. Leftovers older than 36 hours are removed by requeue --expired."),
+    (
+        "SPOOL/qspool.json",
+        "Settings stored by init: max_attempts and lease_ms.",
+    ),
+    (
+        "SPOOL/tmp/",
+        "Messages being written. Leftovers older than 36 hours are removed by requeue --expired.",
+    ),
     (
         "SPOOL/new/KKKKKKK/SSS/MMM/",
         "Ready and delayed messages, bucketed by the millisecond they become visible. \
          Names: ID,aATTEMPTS,vVISIBLE_MS.",
     ),
-    ("SPOOL/leased/", "Leased messages. Names, which are also receipts: ID,aATTEMPT,lEXPIRY_MS,tTOKEN."),
+    (
+        "SPOOL/leased/",
+        "Leased messages. Names, which are also receipts: ID,aATTEMPT,lEXPIRY_MS,tTOKEN.",
+    ),
     ("SPOOL/done/", "Acked messages: ID,aATTEMPTS,fFINISHED_MS."),
-    ("SPOOL/dead/", "Dead-lettered messages, same names as done/."),
+    (
+        "SPOOL/dead/",
+        "Dead-lettered messages, same names as done/.",
+    ),
 ];
 
 const EXAMPLES: &str = "\
@@ -96,7 +111,10 @@ fn render(man: &Man, cmd: &clap::Command, top: bool) -> Vec<u8> {
         tagged(&mut roff, FILES);
         examples(&mut roff, EXAMPLES);
     } else {
-        let after = cmd.get_after_help().map(ToString::to_string).unwrap_or_default();
+        let after = cmd
+            .get_after_help()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let body = after.strip_prefix("Examples:\n").unwrap_or(&after);
         examples(&mut roff, body);
         exit_status(&mut roff);
@@ -116,10 +134,16 @@ fn generated() -> Vec<(PathBuf, Vec<u8>)> {
     cmd.build();
     let mut files = Vec::new();
     let man = Man::new(cmd.clone());
-    files.push((Path::new("man").join(man.get_filename()), render(&man, &cmd, true)));
+    files.push((
+        Path::new("man").join(man.get_filename()),
+        render(&man, &cmd, true),
+    ));
     for sub in cmd.get_subcommands() {
         let man = Man::new(sub.clone());
-        files.push((Path::new("man").join(man.get_filename()), render(&man, sub, false)));
+        files.push((
+            Path::new("man").join(man.get_filename()),
+            render(&man, sub, false),
+        ));
     }
     for (shell, name) in [
         (Shell::Bash, "qspool.bash"),
