@@ -387,3 +387,32 @@ impl Env {
         c.output().expect("run qspool")
     }
 }
+
+/// A short pause, enough for a 1 ms lease to expire.
+pub fn pause() {
+    std::thread::sleep(std::time::Duration::from_millis(5));
+}
+
+/// The receipt in a `pop --json` object.
+pub fn receipt(v: &Value) -> String {
+    v["receipt"].as_str().unwrap().to_owned()
+}
+
+/// The id in a `pop --json` object.
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// Runs a command and checks what every run must satisfy: no panic, and every stderr line is a
+/// `qspool: ` error line (clap's own usage text aside, which exits 2).
+pub fn run(env: &Env, args: &[&str]) -> Output {
+    let o = env.run(args);
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    if o.status.code() != Some(2) {
+        for line in err.lines() {
+            assert!(line.starts_with("qspool: "), "{args:?}: stderr {err:?}");
+        }
+    }
+    o
+}

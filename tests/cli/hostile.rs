@@ -2,24 +2,16 @@
 //! links where messages should be, symlinked state directories, and foreign directories as spools.
 
 use crate::harness::*;
-use serde_json::Value;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Long enough for a debug build on a busy machine; a hang on a FIFO would exceed it.
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// Runs a command with a timeout and checks that it did not panic and that every error line it
 /// wrote is a `qspool: ` line (clap's own usage text aside, which exits 2).
@@ -47,10 +39,6 @@ fn one_error(o: &Output, code: i32) -> String {
     assert_eq!(err.lines().count(), 1, "stderr: {err:?}");
     assert!(err.starts_with("qspool: "), "stderr: {err:?}");
     err
-}
-
-fn receipt(v: &Value) -> String {
-    v["receipt"].as_str().unwrap().to_owned()
 }
 
 /// Every entry under the spool, with its type and inode, read with `lstat`: a fingerprint that
@@ -312,7 +300,7 @@ fn non_utf8_arguments_are_usage_errors() {
 fn foreign_things_in_new_are_never_delivered() {
     for kind in KINDS {
         let env = Env::init(&[]);
-        let past = epoch_ms() - 60_000;
+        let past = now_ms() - 60_000;
         let dir = bucket(env.spool(), past);
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join(ready_name(1, past));
@@ -349,7 +337,7 @@ fn foreign_things_in_new_are_never_delivered() {
 #[test]
 fn foreign_things_at_every_level_of_new_are_counted_and_skipped() {
     let env = Env::init(&[]);
-    let past = epoch_ms() - 120_000;
+    let past = now_ms() - 120_000;
     let new = env.spool().join("new");
     let dir = bucket(env.spool(), past);
     fs::create_dir_all(&dir).unwrap();
@@ -408,7 +396,7 @@ fn a_hard_linked_message_is_not_delivered() {
 fn symlinked_bucket_directories_are_never_followed() {
     for level in 0..3 {
         let env = Env::init(&[]);
-        let past = epoch_ms() - 60_000;
+        let past = now_ms() - 60_000;
         let leaf = bucket(env.spool(), past);
         // The directory to be replaced by a link: level 0 is new/KKKKKKK, level 2 the leaf.
         let replaced: PathBuf = leaf.ancestors().nth(2 - level).unwrap().to_path_buf();
@@ -555,7 +543,7 @@ fn foreign_files_in_tmp_are_counted_not_messages() {
 #[test]
 fn a_fifo_where_a_message_should_be_does_not_hang_anything() {
     let env = Env::init(&[]);
-    let past = epoch_ms() - 60_000;
+    let past = now_ms() - 60_000;
     let dir = bucket(env.spool(), past);
     fs::create_dir_all(&dir).unwrap();
     let fifo_new = dir.join(ready_name(1, past));
@@ -772,7 +760,7 @@ fn link_level0_buckets(env: &Env, at_ms: u64) -> PathBuf {
 fn push_never_writes_through_a_symlinked_bucket() {
     for args in [&["push", "x"][..], &["push", "--no-sync", "y"]] {
         let env = Env::init(&[]);
-        let outside = link_level0_buckets(&env, epoch_ms());
+        let outside = link_level0_buckets(&env, now_ms());
         let o = run(&env, args);
         let err = one_error(&o, 1);
         assert!(err.contains("new/"), "{err}");
@@ -793,7 +781,7 @@ fn requeue_never_writes_through_a_symlinked_bucket() {
     env.push("x");
     let m = env.pop_json(&[]);
     let r = receipt(&m);
-    let outside = link_level0_buckets(&env, epoch_ms() + 3_600_000);
+    let outside = link_level0_buckets(&env, now_ms() + 3_600_000);
     let o = run(&env, &["requeue", "--delay", "1h", &r]);
     one_error(&o, 1);
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);

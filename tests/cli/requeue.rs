@@ -5,40 +5,7 @@ use serde_json::Value;
 use std::fs;
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-fn pause() {
-    std::thread::sleep(Duration::from_millis(5));
-}
-
-/// Runs a command and checks the things every run must satisfy: no panic, and every stderr line
-/// is a `qspool: ` error line (or clap's own usage text for exit 2).
-fn run(env: &Env, args: &[&str]) -> Output {
-    let o = env.run(args);
-    let err = stderr(&o);
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    if o.status.code() != Some(2) {
-        for line in err.lines() {
-            assert!(line.starts_with("qspool: "), "{args:?}: stderr {err:?}");
-        }
-    }
-    o
-}
-
-fn receipt(v: &Value) -> String {
-    v["receipt"].as_str().unwrap().to_owned()
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
+use std::time::{Duration, SystemTime};
 
 /// The value of one `,<tag>` field of a name, e.g. `l` (lease expiry) or `a` (attempts).
 fn field(name: &str, tag: char) -> u64 {

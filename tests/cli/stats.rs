@@ -7,40 +7,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const STATES: [&str; 6] = ["ready", "delayed", "leased", "expired", "done", "dead"];
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-fn pause() {
-    std::thread::sleep(Duration::from_millis(5));
-}
-
-fn run(env: &Env, args: &[&str]) -> Output {
-    let o = env.run(args);
-    let err = stderr(&o);
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    if o.status.code() != Some(2) {
-        for line in err.lines() {
-            assert!(line.starts_with("qspool: "), "{args:?}: stderr {err:?}");
-        }
-    }
-    o
-}
-
-fn receipt(v: &Value) -> String {
-    v["receipt"].as_str().unwrap().to_owned()
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
 
 fn out_lines(o: &Output) -> Vec<String> {
     stdout(o).lines().map(str::to_owned).collect()
