@@ -1,7 +1,9 @@
 //! `qspool stats`: messages per state, the age of the oldest ready one, and foreign entries.
 
 use crate::cli::StatsArgs;
+use crate::duration::format_ms;
 use crate::exit::Code;
+use crate::spool::scan::AGE_BOUNDS_S;
 use crate::spool::{Spool, now_ms, now_us};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -18,6 +20,15 @@ struct Report {
     dead: u64,
     foreign: u64,
     oldest_ready_age_seconds: Option<f64>,
+    /// Ready messages by age since first push, youngest first.
+    ready_by_age: Vec<AgeBucket>,
+}
+
+#[derive(Serialize)]
+struct AgeBucket {
+    /// Inclusive upper bound of the bucket; null for the last, which has none.
+    max_age_seconds: Option<u64>,
+    count: u64,
 }
 
 pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
@@ -36,6 +47,15 @@ pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
         dead: c.dead,
         foreign: c.foreign,
         oldest_ready_age_seconds: age,
+        ready_by_age: c
+            .ready_by_age
+            .iter()
+            .enumerate()
+            .map(|(i, &count)| AgeBucket {
+                max_age_seconds: AGE_BOUNDS_S.get(i).copied(),
+                count,
+            })
+            .collect(),
     };
     let mut out = std::io::stdout().lock();
     let text = if args.json {
@@ -51,11 +71,22 @@ pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
 
 fn human(r: &Report) -> String {
     let age = match r.oldest_ready_age_seconds {
-        Some(s) => format!("{s:.3}s"),
+        // Past a minute, milliseconds are noise.
+        Some(s) if s >= 60.0 => format_ms(s as u64 * 1000),
+        Some(s) => format_ms((s * 1000.0) as u64),
         None => "-".to_owned(),
     };
-    format!(
+    let mut out = format!(
         "ready     {}\ndelayed   {}\nleased    {}\nexpired   {}\ndone      {}\ndead      {}\nforeign   {}\noldest ready age  {age}\n",
         r.ready, r.delayed, r.leased, r.expired, r.done, r.dead, r.foreign
-    )
+    );
+    out.push_str("backlog  ");
+    for b in &r.ready_by_age {
+        match b.max_age_seconds {
+            Some(s) => out.push_str(&format!("<={}:{} ", format_ms(s * 1000), b.count)),
+            None => out.push_str(&format!("older:{}", b.count)),
+        }
+    }
+    out.push('\n');
+    out
 }

@@ -19,6 +19,20 @@ pub struct Counts {
     pub foreign: u64,
     /// Enqueue time of the oldest ready message, in microseconds.
     pub oldest_ready_us: Option<u64>,
+    /// Ready messages by time since their first push: one count per bound of `AGE_BOUNDS_S`,
+    /// then one for all older (the shape of a backlog at a glance, as qshape shows a mail queue).
+    pub ready_by_age: [u64; AGE_BOUNDS_S.len() + 1],
+}
+
+/// Upper bounds, in seconds, of the age buckets of `Counts::ready_by_age`.
+pub const AGE_BOUNDS_S: [u64; 6] = [60, 300, 900, 3600, 14_400, 86_400];
+
+/// The `ready_by_age` bucket of a message that is `age_ms` old.
+pub fn age_bucket(age_ms: u64) -> usize {
+    AGE_BOUNDS_S
+        .iter()
+        .position(|&b| age_ms <= b * 1000)
+        .unwrap_or(AGE_BOUNDS_S.len())
 }
 
 impl Spool {
@@ -84,6 +98,7 @@ impl Spool {
                         c.ready += 1;
                         let t = r.id.enqueued_us();
                         c.oldest_ready_us = Some(c.oldest_ready_us.map_or(t, |o| o.min(t)));
+                        c.ready_by_age[age_bucket(now.saturating_sub(t / 1000))] += 1;
                     } else {
                         c.delayed += 1;
                     }
@@ -132,4 +147,20 @@ fn for_each_entry(dir: &Path, mut f: impl FnMut(&Entry, &str)) -> Result<()> {
         f(&Entry { meta }, name.to_str().unwrap_or("\u{fffd}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_buckets_are_inclusive_upper_bounds() {
+        assert_eq!(age_bucket(0), 0);
+        assert_eq!(age_bucket(60_000), 0);
+        assert_eq!(age_bucket(60_001), 1);
+        assert_eq!(age_bucket(3_600_000), 3);
+        assert_eq!(age_bucket(86_400_000), 5);
+        assert_eq!(age_bucket(86_400_001), 6);
+        assert_eq!(age_bucket(u64::MAX), 6);
+    }
 }

@@ -653,3 +653,43 @@ fn purge_leaves_foreign_files_alone() {
     assert_eq!(env.names("done"), want);
     assert_eq!(env.stats()["foreign"], 2);
 }
+
+#[test]
+fn ready_messages_are_shown_by_age_since_first_push() {
+    let env = Env::init(&[]);
+    let now = now_ms();
+    let dir = bucket(env.spool(), now);
+    fs::create_dir_all(&dir).unwrap();
+    // Pushed 2 minutes, 2 hours and 2 days ago by a compatible tool, all visible now.
+    for (i, age_ms) in [120_000u64, 7_200_000, 172_800_000].iter().enumerate() {
+        let enq_us = (now - age_ms) * 1000;
+        let name = format!("{enq_us:016}.7.{i:08x}.00000000.other,a0,v{now:013}");
+        fs::write(dir.join(&name), b"x").unwrap();
+    }
+    env.push("young");
+    env.push_all(&["later"]);
+    run(&env, &["push", "--delay", "1h", "delayed, not counted"]);
+    let s = env.stats();
+    let counts: Vec<u64> = s["ready_by_age"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [2, 1, 0, 0, 1, 0, 1], "{s}");
+    let bounds: Vec<Value> = s["ready_by_age"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["max_age_seconds"].clone())
+        .collect();
+    assert_eq!(bounds.last(), Some(&Value::Null));
+    assert_eq!(bounds[0], 60);
+    assert_eq!(counts.iter().sum::<u64>(), s["ready"].as_u64().unwrap());
+    let text = stdout(&run(&env, &["stats"]));
+    assert!(
+        text.contains("backlog  <=1m:2 <=5m:1 <=15m:0 <=1h:0 <=4h:1 <=1d:0 older:1"),
+        "{text}"
+    );
+    assert!(text.contains("oldest ready age  2d"), "{text}");
+}
