@@ -195,7 +195,8 @@ pub struct BuryArgs {
 /// Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries.
 ///
 /// Never reads a payload and works on a read-only spool. oldest_ready_age_seconds is the time
-/// since the oldest ready message was first pushed.
+/// since the oldest ready message was first pushed; the backlog line (ready_by_age in JSON)
+/// counts ready messages by that age: up to 1m, 5m, 15m, 1h, 4h, 1d, and older.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool stats
