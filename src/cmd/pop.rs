@@ -37,7 +37,12 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
     }
     let spool = Spool::create(root)?;
     let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
-    spool.reclaim_expired(now_ms())?;
+    // Reclaiming is a courtesy to the queue: a lease it cannot move is reported, and this pop
+    // still delivers what is ready.
+    let reclaimed = spool.reclaim_expired(now_ms(), &mut |e| crate::exit::report(&e));
+    if let Err(e) = reclaimed {
+        crate::exit::report(&e);
+    }
 
     let mut leases = Vec::new();
     let taken = (|| -> Result<()> {

@@ -34,7 +34,8 @@ pub fn run(root: &Path, args: &RequeueArgs) -> Result<Code> {
 fn reclaim(root: &Path) -> Result<Code> {
     let spool = Spool::open(root)?;
     let mut out = std::io::stdout().lock();
-    for (id, to) in spool.reclaim_expired(now_ms())? {
+    let mut tally = Tally::default();
+    for (id, to) in spool.reclaim_expired(now_ms(), &mut |e| tally.fail(e))? {
         let what = match to {
             Released::Requeued { .. } => "requeued",
             Released::Dead => "dead",
@@ -67,5 +68,5 @@ fn reclaim(root: &Path) -> Result<Code> {
         }
     }
     out.flush().context("write to standard output")?;
-    Ok(Code::Ok)
+    Ok(tally.code())
 }

@@ -94,8 +94,14 @@ impl Spool {
     }
 
     /// Returns every lease expired at `now` to `new/` (or `dead/` after its last attempt).
-    /// Leases that somebody else moves first are skipped: the rename decides.
-    pub fn reclaim_expired(&self, now: u64) -> Result<Vec<(Id, Released)>> {
+    /// Leases that somebody else moves first are skipped: the rename decides. A lease that cannot
+    /// be moved (say, a foreign file blocks its bucket) is passed to `failed` and the others
+    /// still go: one bad entry must not stop the reclaiming, nor the pop that does it.
+    pub fn reclaim_expired(
+        &self,
+        now: u64,
+        failed: &mut dyn FnMut(anyhow::Error),
+    ) -> Result<Vec<(Id, Released)>> {
         let dir = self.dir(Dir::Leased);
         let mut moved = Vec::new();
         for name in list_names(&dir)? {
@@ -109,8 +115,10 @@ impl Spool {
             if durable::lstat_plain(&dir.join(&name)).is_err() {
                 continue;
             }
-            if let Some(to) = self.release(&r, 0)? {
-                moved.push((r.id, to));
+            match self.release(&r, 0) {
+                Ok(Some(to)) => moved.push((r.id, to)),
+                Ok(None) => {}
+                Err(e) => failed(e.context(format!("reclaim expired lease of {}", r.id))),
             }
         }
         Ok(moved)

@@ -847,3 +847,44 @@ fn pop_never_removes_a_receipt_file_that_is_not_a_regular_file() {
         );
     }
 }
+
+#[test]
+fn a_foreign_file_on_the_reclaim_path_does_not_stop_pop() {
+    let env = Env::init(&[]);
+    env.push("leased, then expired");
+    env.pop_json(&["--lease", "1ms"]);
+    pause();
+    // Clear the empty buckets that push left, then put a ready message two hours back, as a
+    // compatible tool would, and a foreign file where the reclaim's level-1 bucket must go.
+    let new = env.spool().join("new");
+    for e in fs::read_dir(&new).unwrap() {
+        fs::remove_dir_all(e.unwrap().path()).unwrap();
+    }
+    let now = now_ms();
+    let old = now - 7_200_000;
+    let leaf = new
+        .join(format!("{:07}", old / 1_000_000))
+        .join(format!("{:03}", (old / 1000) % 1000))
+        .join(format!("{:03}", old % 1000));
+    fs::create_dir_all(&leaf).unwrap();
+    let name = format!("{:016}.7.00000000.00000000.other,a0,v{old:013}", old * 1000);
+    fs::write(leaf.join(name), b"ready").unwrap();
+    for w in [now / 1_000_000, now / 1_000_000 + 1] {
+        fs::write(new.join(format!("{w:07}")), b"junk").unwrap();
+    }
+    let o = env.run(&["pop"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "ready");
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("qspool: reclaim expired lease of "),
+        "{err}"
+    );
+    // The blocked lease stays where it was, expired, for a later reclaim.
+    assert_eq!(env.stats()["expired"], 1);
+    // requeue --expired reports the same failure with exit 1, and moves nothing.
+    let o = env.run(&["requeue", "--expired"]);
+    assert_exit(&o, 1);
+    assert_eq!(env.stats()["expired"], 1);
+}
