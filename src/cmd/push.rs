@@ -24,14 +24,21 @@ pub fn run(root: &Path, args: &PushArgs) -> Result<Code> {
 
 fn add_all(batch: &mut Batch, out: &mut dyn io::Write, args: &PushArgs) -> Result<()> {
     if !args.text.is_empty() {
-        for text in &args.text {
-            batch.add(&mut text.as_bytes(), args.delay)?;
+        for (i, text) in args.text.iter().enumerate() {
+            batch.add(
+                &mut text.as_bytes(),
+                &format!("argument {}", i + 1),
+                args.delay,
+            )?;
+            if batch.commit_due() {
+                batch.commit(out)?;
+            }
         }
         return Ok(());
     }
     let stdin = io::stdin().lock();
     if !(args.lines || args.null) {
-        return batch.add(&mut { stdin }, args.delay);
+        return batch.add(&mut { stdin }, "standard input", args.delay);
     }
     let sep = if args.null { b'\0' } else { b'\n' };
     let mut reader = BufReader::with_capacity(256 * 1024, stdin);
@@ -54,7 +61,10 @@ fn add_all(batch: &mut Batch, out: &mut dyn io::Write, args: &PushArgs) -> Resul
             record.pop();
         }
         if !record.is_empty() {
-            batch.add(&mut record.as_slice(), args.delay)?;
+            batch.add(&mut record.as_slice(), "standard input", args.delay)?;
+            if batch.commit_due() {
+                batch.commit(out)?;
+            }
         }
     }
 }

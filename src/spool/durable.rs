@@ -96,21 +96,72 @@ pub fn is_missing(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
 }
 
-/// Makes `new_root/<bucket>` exist. When `sync`, every level that was created is made durable by
-/// fsyncing its parent, so a message renamed into it cannot outlive its directory after a crash.
-pub fn make_bucket(new_root: &Path, parts: &[String; 3], sync: bool) -> io::Result<PathBuf> {
-    let mut dir = new_root.to_path_buf();
-    for part in parts {
-        let parent = dir.clone();
-        dir.push(part);
-        if make_dir(&dir)? && sync {
-            sync_dir(&parent)?;
-        }
-    }
-    Ok(dir)
+/// A bucket opened level by level: the directory fds of `new/` and of each level down to the
+/// leaf, each opened relative to its parent without following links. Renames go into the leaf's
+/// fd, so a level swapped for a link can never redirect a message out of the spool; fsyncs go to
+/// the fds, so they still work when a pop has since emptied and removed the bucket.
+pub struct BucketDirs {
+    /// `new/`, then each level: (path, open directory).
+    dirs: Vec<(PathBuf, File)>,
 }
 
-/// Renames `src` into `new_root/<bucket>/<name>`, making the bucket when it is missing.
+impl BucketDirs {
+    /// Opens (and when missing, makes, mode 0700) `new_root/<parts>`. When `sync`, each level it
+    /// makes is made durable in its parent at once, so a rename into it cannot outlive it.
+    pub fn open(new_root: &Path, parts: &[String; 3], sync: bool) -> io::Result<BucketDirs> {
+        'again: for _ in 0..BUCKET_RETRIES {
+            let mut dirs = vec![(new_root.to_path_buf(), open_dir_at(None, new_root)?)];
+            for part in parts {
+                let (parent_path, parent) = dirs.last().expect("new/ is first");
+                let path = parent_path.join(part);
+                let dir = match open_dir_at(Some(parent), Path::new(part)) {
+                    Ok(d) => d,
+                    Err(e) if is_missing(&e) => match make_dir_at(parent, part) {
+                        Ok(d) => {
+                            if sync {
+                                parent.sync_all()?;
+                            }
+                            d
+                        }
+                        // Another process made it first: open theirs.
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            match open_dir_at(Some(parent), Path::new(part)) {
+                                Ok(d) => d,
+                                Err(e) if is_missing(&e) => continue 'again,
+                                Err(e) => return Err(not_a_dir(e, &path)),
+                            }
+                        }
+                        // A pop removed the parent after we opened it: start from the top.
+                        Err(e) if is_missing(&e) => continue 'again,
+                        Err(e) => return Err(e),
+                    },
+                    Err(e) => return Err(not_a_dir(e, &path)),
+                };
+                dirs.push((path, dir));
+            }
+            return Ok(BucketDirs { dirs });
+        }
+        Err(gave_up(new_root))
+    }
+
+    pub fn leaf(&self) -> &Path {
+        &self.dirs.last().expect("a leaf").0
+    }
+
+    /// Every directory from `new/` down to the leaf, with its path.
+    pub fn dirs(&self) -> &[(PathBuf, File)] {
+        &self.dirs
+    }
+
+    /// Renames `src` into the leaf as `name`, never over an existing entry.
+    pub fn rename_in(&self, src: &Path, name: &str) -> io::Result<()> {
+        let leaf = &self.dirs.last().expect("a leaf").1;
+        renameat_noreplace(None, src, Some(leaf), Path::new(name))
+    }
+}
+
+/// Renames `src` into `new_root/<bucket>/<name>`, making the bucket when it is missing, and
+/// returns the open bucket. `reuse` is a bucket opened earlier for the same `parts`.
 /// `NotFound` from here means `src` itself is gone: somebody else moved it first.
 pub fn rename_into_bucket(
     src: &Path,
@@ -118,85 +169,118 @@ pub fn rename_into_bucket(
     parts: &[String; 3],
     name: &str,
     sync: bool,
-) -> io::Result<PathBuf> {
-    let leaf: PathBuf = parts.iter().fold(new_root.to_path_buf(), |p, s| p.join(s));
-    let dst = leaf.join(name);
-    check_bucket(new_root, parts)?;
+    reuse: Option<BucketDirs>,
+) -> io::Result<BucketDirs> {
+    let mut reuse = reuse;
     for _ in 0..BUCKET_RETRIES {
-        match rename_noreplace(src, &dst) {
-            Ok(()) => return Ok(leaf),
-            Err(e) if is_missing(&e) => {
-                // Either the bucket is missing (a pop removed it when it was empty) or `src` is.
-                match fs::symlink_metadata(src) {
-                    Ok(_) => match make_bucket(new_root, parts, sync) {
-                        // A pop removed a level we were about to make a child in: try again.
-                        Err(e3) if !is_missing(&e3) => return Err(e3),
-                        _ => {}
-                    },
-                    Err(e2) if is_missing(&e2) => return Err(e),
-                    Err(e2) => return Err(e2),
-                }
-            }
+        let bucket = match reuse.take() {
+            Some(b) => b,
+            None => BucketDirs::open(new_root, parts, sync)?,
+        };
+        match bucket.rename_in(src, name) {
+            Ok(()) => return Ok(bucket),
+            // Either `src` is gone, or a pop emptied and removed the leaf after we opened it.
+            Err(e) if is_missing(&e) => match fs::symlink_metadata(src) {
+                Ok(_) => continue,
+                Err(e2) if is_missing(&e2) => return Err(e),
+                Err(e2) => return Err(e2),
+            },
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::other(format!(
-        "{}: the bucket kept disappearing; gave up after {BUCKET_RETRIES} tries",
-        leaf.display()
-    )))
+    Err(gave_up(new_root))
 }
 
-/// Refuses a bucket path with a symlink or non-directory in it: a rename through a planted link
-/// would put the message outside the spool, where no pop finds it. Missing levels are fine.
-fn check_bucket(new_root: &Path, parts: &[String; 3]) -> io::Result<()> {
-    let mut dir = new_root.to_path_buf();
-    for part in parts {
-        dir.push(part);
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.file_type().is_dir() => {}
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{}: not a real directory; refusing to follow it",
-                        dir.display()
-                    ),
-                ));
-            }
-            Err(e) if is_missing(&e) => return Ok(()),
-            Err(e) => return Err(e),
-        }
+fn gave_up(new_root: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{}: a bucket kept disappearing; gave up after {BUCKET_RETRIES} tries",
+        new_root.display()
+    ))
+}
+
+fn not_a_dir(e: io::Error, path: &Path) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: not a real directory; refusing to follow it",
+                path.display()
+            ),
+        ),
+        _ => e,
     }
-    Ok(())
 }
 
-/// Renames only if the destination does not exist yet, so that no foreign file is ever clobbered.
-#[allow(unsafe_code)]
-pub fn rename_noreplace(src: &Path, dst: &Path) -> io::Result<()> {
-    use std::ffi::CString;
+fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-    };
-    let (s, d) = (c(src)?, c(dst)?);
-    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            s.as_ptr(),
-            libc::AT_FDCWD,
-            d.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+fn fd_or_cwd(dir: Option<&File>) -> libc::c_int {
+    use std::os::fd::AsRawFd;
+    dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd)
+}
+
+/// `openat(dir, path, O_DIRECTORY | O_NOFOLLOW)`: a directory, never through a final link.
+#[allow(unsafe_code)]
+fn open_dir_at(dir: Option<&File>, path: &Path) -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let c = c_path(path)?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `c` is a valid NUL-terminated string; the fd is checked before it is owned.
+    let fd = unsafe { libc::openat(fd_or_cwd(dir), c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `mkdirat(dir, name, 0700)`, then the new directory opened and set to 0700 whatever the umask.
+#[allow(unsafe_code)]
+fn make_dir_at(dir: &File, name: &str) -> io::Result<File> {
+    let c = c_path(Path::new(name))?;
+    // SAFETY: `c` is a valid NUL-terminated string and `dir` an open directory.
+    if unsafe { libc::mkdirat(fd_or_cwd(Some(dir)), c.as_ptr(), DIR_MODE as libc::mode_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let made = open_dir_at(Some(dir), Path::new(name))?;
+    made.set_permissions(fs::Permissions::from_mode(DIR_MODE))?;
+    Ok(made)
+}
+
+/// `renameat2(…, RENAME_NOREPLACE)`, relative to directory fds (`None`: the working directory).
+#[allow(unsafe_code)]
+fn renameat_noreplace(
+    from_dir: Option<&File>,
+    from: &Path,
+    to_dir: Option<&File>,
+    to: &Path,
+) -> io::Result<()> {
+    let (s, d) = (c_path(from)?, c_path(to)?);
+    let (fd_s, fd_d) = (fd_or_cwd(from_dir), fd_or_cwd(to_dir));
+    // SAFETY: both strings are valid and NUL-terminated; the fds are open or AT_FDCWD.
+    let rc = unsafe { libc::renameat2(fd_s, s.as_ptr(), fd_d, d.as_ptr(), libc::RENAME_NOREPLACE) };
     if rc == 0 {
         return Ok(());
     }
     let err = io::Error::last_os_error();
     match err.raw_os_error() {
-        // Filesystems without RENAME_NOREPLACE: names are unique by construction, so plain rename.
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => fs::rename(src, dst),
+        // Filesystems without RENAME_NOREPLACE: names are unique by construction.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            // SAFETY: as above.
+            if unsafe { libc::renameat(fd_s, s.as_ptr(), fd_d, d.as_ptr()) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
         _ => Err(err),
     }
+}
+
+/// Renames only if the destination does not exist yet, so that no foreign file is ever clobbered.
+pub fn rename_noreplace(src: &Path, dst: &Path) -> io::Result<()> {
+    renameat_noreplace(None, src, None, dst)
 }

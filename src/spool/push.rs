@@ -1,14 +1,20 @@
 //! Delivery into the spool, Maildir's way: write in `tmp/`, fsync, rename into `new/`, fsync the
 //! directory. Messages pushed together share one group commit of the directories they touched.
 
-use super::durable;
+use super::durable::{self, BucketDirs};
 use super::idgen::IdGen;
 use super::name::{Bucket, Id, Ready};
 use super::{Dir, Spool, lease, now_us};
 use anyhow::{Context, Result};
-use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+
+/// A commit is due once this many distinct directories wait for their fsync: each is held open
+/// until then, and a long `--lines` run must not run out of file descriptors.
+const MAX_HELD_DIRS: usize = 128;
 
 /// A group of pushes whose directory fsyncs are shared. Ids are handed out only by `commit`,
 /// once every message before it is durable.
@@ -17,8 +23,18 @@ pub struct Batch {
     ids: IdGen,
     new_root: PathBuf,
     tmp_dir: PathBuf,
-    touched: BTreeSet<PathBuf>,
+    /// The bucket of the last message, reused while messages share their millisecond.
+    last: Option<(u64, BucketDirs)>,
+    /// Directories to fsync at commit, by (device, inode): a bucket a pop removed and a pusher
+    /// made again is another directory, and both are synced.
+    held: HashMap<(u64, u64), (PathBuf, File)>,
     pending: Vec<Id>,
+}
+
+/// Which side of a copy failed: the message's source, or its file in `tmp/`.
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
 }
 
 impl Batch {
@@ -28,7 +44,8 @@ impl Batch {
             ids: IdGen::new(),
             new_root: spool.dir(Dir::New),
             tmp_dir: spool.dir(Dir::Tmp),
-            touched: BTreeSet::new(),
+            last: None,
+            held: HashMap::new(),
             pending: Vec::new(),
         }
     }
@@ -38,9 +55,15 @@ impl Batch {
         self.pending.len()
     }
 
-    /// Writes one message from `body` and renames it into `new/`, visible `delay_ms` from now.
-    /// On failure nothing of this message is left in `tmp/` or `new/`.
-    pub fn add(&mut self, body: &mut dyn Read, delay_ms: u64) -> Result<()> {
+    /// Whether enough directories are held open that the caller should commit now.
+    pub fn commit_due(&self) -> bool {
+        self.held.len() >= MAX_HELD_DIRS
+    }
+
+    /// Writes one message from `body` (called `source` in errors) and renames it into `new/`,
+    /// visible `delay_ms` from now. On failure nothing of this message is left in `tmp/` or
+    /// `new/`.
+    pub fn add(&mut self, body: &mut dyn Read, source: &str, delay_ms: u64) -> Result<()> {
         let now = now_us();
         let id = self.ids.next(now);
         let ready = Ready {
@@ -50,22 +73,36 @@ impl Batch {
         };
         let name = ready.to_string();
         let tmp = self.tmp_dir.join(&name);
-        let mut write = || -> io::Result<()> {
-            let mut file = durable::create_new(&tmp)?;
-            copy_body(body, &mut file)?;
-            if self.sync {
-                file.sync_all()?;
-            }
-            Ok(())
-        };
-        if let Err(e) = write() {
+        let written = durable::create_new(&tmp)
+            .map_err(CopyError::Write)
+            .and_then(|mut file| {
+                copy_body(body, &mut file)?;
+                if self.sync {
+                    file.sync_all().map_err(CopyError::Write)?;
+                }
+                Ok(())
+            });
+        if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("write {}", tmp.display()));
+            return Err(match e {
+                CopyError::Read(e) => anyhow::Error::new(e).context(format!("read {source}")),
+                CopyError::Write(e) => {
+                    anyhow::Error::new(e).context(format!("write {}", tmp.display()))
+                }
+            });
         }
         let parts = Bucket::of(ready.visible_ms).parts();
-        match durable::rename_into_bucket(&tmp, &self.new_root, &parts, &name, self.sync) {
-            Ok(leaf) => {
-                self.touched.insert(leaf);
+        let reuse = match self.last.take() {
+            Some((v, b)) if v == ready.visible_ms => Some(b),
+            _ => None,
+        };
+        match durable::rename_into_bucket(&tmp, &self.new_root, &parts, &name, self.sync, reuse) {
+            Ok(bucket) => {
+                if self.sync {
+                    self.hold(&bucket)
+                        .with_context(|| format!("open {}", bucket.leaf().display()))?;
+                }
+                self.last = Some((ready.visible_ms, bucket));
                 self.pending.push(ready.id);
                 Ok(())
             }
@@ -84,35 +121,37 @@ impl Batch {
         }
     }
 
-    /// Makes every added message durable (one fsync per touched directory), then prints their
-    /// ids to `out`, one per line. If a directory fsync fails no id is printed: those messages
-    /// are in `new/` but may not survive a crash, as `docs/FORMAT.md` describes.
+    /// Keeps the bucket's directories open until the commit fsyncs them.
+    fn hold(&mut self, bucket: &BucketDirs) -> io::Result<()> {
+        for (path, dir) in bucket.dirs() {
+            let meta = dir.metadata()?;
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                self.held.entry((meta.dev(), meta.ino()))
+            {
+                slot.insert((path.clone(), dir.try_clone()?));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every added message durable (one fsync per directory they went through), then
+    /// prints their ids to `out`, one per line. If a directory fsync fails no id is printed:
+    /// those messages are in `new/` but may not survive a crash, as `docs/FORMAT.md` describes.
     pub fn commit(&mut self, out: &mut dyn Write) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if self.sync {
-            let mut synced = BTreeSet::new();
-            for leaf in self.touched.clone() {
-                let mut dir = Some(leaf.as_path());
-                while let Some(d) = dir {
-                    if synced.insert(d.to_path_buf())
-                        && let Err(e) = durable::sync_dir(d)
-                    {
-                        // These messages are in new/ but may not survive a crash: their ids
-                        // are never printed, so nobody takes them for durable.
-                        self.pending.clear();
-                        self.touched.clear();
-                        return Err(e).with_context(|| format!("sync {}", d.display()));
-                    }
-                    if d == self.new_root {
-                        break;
-                    }
-                    dir = d.parent();
-                }
+        // The fsyncs go to held descriptors, not paths: a pop may already have leased these
+        // messages and removed their emptied bucket, and that must not fail the push.
+        let held = std::mem::take(&mut self.held);
+        for (path, dir) in held.values() {
+            if let Err(e) = dir.sync_all() {
+                // These messages are in new/ but may not survive a crash: their ids are never
+                // printed, so nobody takes them for durable.
+                self.pending.clear();
+                return Err(e).with_context(|| format!("sync {}", path.display()));
             }
         }
-        self.touched.clear();
         for id in self.pending.drain(..) {
             writeln!(out, "{id}").context("write ids to standard output")?;
         }
@@ -122,6 +161,15 @@ impl Batch {
 }
 
 /// Streams the body into the file, so a payload of any size passes in constant memory.
-fn copy_body(body: &mut dyn Read, file: &mut std::fs::File) -> io::Result<u64> {
-    io::copy(body, file)
+fn copy_body(body: &mut dyn Read, file: &mut File) -> Result<(), CopyError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        file.write_all(&buf[..n]).map_err(CopyError::Write)?;
+    }
 }

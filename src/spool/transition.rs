@@ -166,6 +166,7 @@ impl Spool {
             &Bucket::of(ready.visible_ms).parts(),
             &ready.to_string(),
             true,
+            None,
         )
         .map(|_| ())
     }

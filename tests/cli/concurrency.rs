@@ -438,3 +438,67 @@ fn racing_acks_and_reclaims_finish_each_message_exactly_once() {
         "done/ holds each message once"
     );
 }
+
+/// A synced push whose messages are leased, and their emptied buckets removed, by busy consumers
+/// before its commit must still succeed and print every id: the commit fsyncs the directories it
+/// holds open, not their paths.
+#[test]
+fn synced_pushes_succeed_while_consumers_empty_their_buckets() {
+    let env = Env::init(&[]);
+    let spool = env.spool().to_path_buf();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            let spool = spool.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut got = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let o = qspool(&spool, &["pop", "--ack"], None);
+                    match code(&o) {
+                        0 => got += 1,
+                        3 => {}
+                        c => panic!("pop exited {c}"),
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut pushed = 0usize;
+    for round in 0..15 {
+        let input: String = (0..40).map(|i| format!("r{round}m{i}\n")).collect();
+        let o = qspool(&spool, &["push", "--lines"], Some(input.as_bytes()));
+        assert_eq!(
+            code(&o),
+            0,
+            "round {round}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).lines().count(),
+            40,
+            "round {round}"
+        );
+        for i in 0..5 {
+            let o = qspool(&spool, &["push", &format!("single {round}.{i}")], None);
+            assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+            assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+        }
+        pushed += 45;
+    }
+    // Let the consumers drain what is left, then stop them.
+    let ready = |spool: &Path| {
+        let o = qspool(spool, &["stats", "--json"], None);
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()["ready"]
+            .as_u64()
+            .unwrap()
+    };
+    while ready(&spool) > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let got: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(got, pushed);
+    assert_eq!(done_count(&spool), pushed);
+}
