@@ -35,6 +35,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('extend', 'extend', [CompletionResultType]::ParameterValue, 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt')
             [CompletionResult]::new('bury', 'bury', [CompletionResultType]::ParameterValue, 'Move leased messages straight to dead/, whatever attempts remain (a poison message)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first within each state, without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete finished messages from done/ or dead/ for good. Prints the ids removed')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -113,6 +114,15 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'qspool;list' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Include done (acked) messages too')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'qspool;dlq-replay' {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Replay at most N messages')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
@@ -141,6 +151,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('extend', 'extend', [CompletionResultType]::ParameterValue, 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt')
             [CompletionResult]::new('bury', 'bury', [CompletionResultType]::ParameterValue, 'Move leased messages straight to dead/, whatever attempts remain (a poison message)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first within each state, without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete finished messages from done/ or dead/ for good. Prints the ids removed')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -168,6 +179,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;help;stats' {
+            break
+        }
+        'qspool;help;list' {
             break
         }
         'qspool;help;dlq-replay' {

@@ -34,6 +34,9 @@ _qspool() {
             qspool,init)
                 cmd="qspool__subcmd__init"
                 ;;
+            qspool,list)
+                cmd="qspool__subcmd__list"
+                ;;
             qspool,pop)
                 cmd="qspool__subcmd__pop"
                 ;;
@@ -67,6 +70,9 @@ _qspool() {
             qspool__subcmd__help,init)
                 cmd="qspool__subcmd__help__subcmd__init"
                 ;;
+            qspool__subcmd__help,list)
+                cmd="qspool__subcmd__help__subcmd__list"
+                ;;
             qspool__subcmd__help,pop)
                 cmd="qspool__subcmd__help__subcmd__pop"
                 ;;
@@ -89,7 +95,7 @@ _qspool() {
 
     case "${cmd}" in
         qspool)
-            opts="-s -h -V --spool --help --version init push pop ack requeue extend bury stats dlq-replay purge help"
+            opts="-s -h -V --spool --help --version init push pop ack requeue extend bury stats list dlq-replay purge help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,7 +213,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__help)
-            opts="init push pop ack requeue extend bury stats dlq-replay purge help"
+            opts="init push pop ack requeue extend bury stats list dlq-replay purge help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -291,6 +297,20 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qspool__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -389,6 +409,28 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --spool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qspool__subcmd__list)
+            opts="-s -h --all --json --spool --help ready delayed leased expired done dead"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --spool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

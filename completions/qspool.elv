@@ -32,6 +32,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand extend 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
             cand bury 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
             cand stats 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
+            cand list 'List messages, oldest first within each state, without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
             cand purge 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -101,6 +102,14 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'qspool;list'= {
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --all 'Include done (acked) messages too'
+            cand --json 'Print one JSON object per message'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'qspool;dlq-replay'= {
             cand --limit 'Replay at most N messages'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
@@ -127,6 +136,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand extend 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
             cand bury 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
             cand stats 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
+            cand list 'List messages, oldest first within each state, without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
             cand purge 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -146,6 +156,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool;help;bury'= {
         }
         &'qspool;help;stats'= {
+        }
+        &'qspool;help;list'= {
         }
         &'qspool;help;dlq-replay'= {
         }

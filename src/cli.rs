@@ -1,7 +1,7 @@
 //! The command line: this clap definition is also the help text, the man pages and completions.
 
 use crate::duration;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -42,6 +42,7 @@ pub enum Command {
     Extend(ExtendArgs),
     Bury(BuryArgs),
     Stats(StatsArgs),
+    List(ListArgs),
     DlqReplay(DlqReplayArgs),
     Purge(PurgeArgs),
 }
@@ -205,6 +206,41 @@ pub struct StatsArgs {
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
+}
+
+/// List messages, oldest first within each state, without reading a payload.
+///
+/// One line per message: state, id, attempts (leases so far), age since first push, size, and
+/// when it becomes visible, when its lease expires, or when it finished. Works on a read-only
+/// spool. Receipts are not shown: a listing is not a way to take over someone's lease.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool list
+  qspool list dead --json | jq -r .id
+  qspool list leased expired")]
+pub struct ListArgs {
+    /// Only messages in these states [default: all but done]
+    #[arg(value_name = "STATE", value_enum)]
+    pub states: Vec<StateArg>,
+
+    /// Include done (acked) messages too
+    #[arg(long, conflicts_with = "states")]
+    pub all: bool,
+
+    /// Print one JSON object per message
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A message state, as `list` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Ready,
+    Delayed,
+    Leased,
+    Expired,
+    Done,
+    Dead,
 }
 
 /// Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved.

@@ -1,5 +1,6 @@
 //! The one table of exit codes, and the error kinds that select them.
 
+use std::ffi::OsString;
 use std::fmt;
 
 /// Every status qspool exits with. Documented in `--help`, the README and the man page.
@@ -112,6 +113,120 @@ fn rank(a: Code, b: Code) -> Code {
 
 /// Prints an error as one line: `qspool: <what>: <why>`.
 pub fn report(err: &anyhow::Error) {
-    let text = format!("{err:#}").replace(['\n', '\r'], " ");
-    eprintln!("qspool: {text}");
+    say(&format!("{err:#}"));
+}
+
+/// Writes `qspool: <text>` as one line on standard error, in a single write so that lines of
+/// concurrent processes do not interleave. A failed write is ignored: there is nowhere left
+/// to report it.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let line = format!("qspool: {}\n", text.replace(['\n', '\r'], " "));
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Handles a command line clap refused: `--help`, `--version` and `help` print as clap prints
+/// them (exit 0, or 1 if standard output fails); every other case is a usage error, reported as
+/// one line with a pointer to the help (exit 2).
+pub fn parse_failure(err: &clap::Error) -> Code {
+    if !err.use_stderr() {
+        return match err.print() {
+            Ok(()) => Code::Ok,
+            Err(e) => {
+                report(&anyhow::Error::new(e).context("write to standard output"));
+                Code::Error
+            }
+        };
+    }
+    say(&usage_line(err, std::env::args_os()));
+    Code::Usage
+}
+
+/// clap's message for a usage error, flattened to one line without the `error: ` prefix, the
+/// usage block and the "For more information" tip, followed by where to find help: the help of
+/// the subcommand `args` name, if they name one.
+pub fn usage_line(err: &clap::Error, args: impl IntoIterator<Item = OsString>) -> String {
+    use clap::error::ErrorKind;
+    let help = format!("(see '{} --help')", command_path(args));
+    if matches!(
+        err.kind(),
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return format!("a command is required {help}");
+    }
+    let rendered = err.render().to_string();
+    let text = rendered.strip_prefix("error:").unwrap_or(&rendered);
+    let mut message = String::new();
+    for line in text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        if !message.is_empty() {
+            message.push_str(if message.ends_with(':') { " " } else { "; " });
+        }
+        message.push_str(line);
+    }
+    if message.is_empty() {
+        message.push_str("invalid command line");
+    }
+    format!("{message} {help}")
+}
+
+/// `qspool SUBCOMMAND` for the subcommand `args` name (as far as clap can tell from a command
+/// line it refused), else `qspool`.
+fn command_path(args: impl IntoIterator<Item = OsString>) -> String {
+    use clap::CommandFactory;
+    let sub = crate::cli::Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+        .ok()
+        .and_then(|m| m.subcommand_name().map(str::to_owned))
+        .filter(|name| name != "help");
+    match sub {
+        Some(name) => format!("qspool {name}"),
+        None => "qspool".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usage_line;
+    use clap::Parser;
+    use std::ffi::OsString;
+
+    fn line(args: &[&str]) -> String {
+        let argv: Vec<OsString> = ["qspool"].iter().chain(args).map(OsString::from).collect();
+        let err = crate::cli::Cli::try_parse_from(&argv).expect_err("a usage error");
+        usage_line(&err, argv)
+    }
+
+    #[test]
+    fn usage_errors_are_flattened_to_one_line_with_a_pointer_to_help() {
+        for (args, want) in [
+            (
+                &["ack"][..],
+                "the following required arguments were not provided: <RECEIPT>... \
+                 (see 'qspool ack --help')",
+            ),
+            (
+                &["nosuch"],
+                "unrecognized subcommand 'nosuch' (see 'qspool --help')",
+            ),
+            (&[], "a command is required (see 'qspool --help')"),
+            (
+                &["-s", "push", "pop", "-n", "0"],
+                "invalid value '0' for '--max <N>': 0 is not in 1..=4294967295 \
+                 (see 'qspool pop --help')",
+            ),
+            (
+                &["pus"],
+                "unrecognized subcommand 'pus'; tip: a similar subcommand exists: 'push' \
+                 (see 'qspool --help')",
+            ),
+        ] {
+            assert_eq!(line(args), want, "{args:?}");
+        }
+    }
 }

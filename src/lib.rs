@@ -37,6 +37,7 @@ fn dispatch(cli: Cli) -> Result<Code> {
         Command::Extend(a) => cmd::extend::run(&root, &a),
         Command::Bury(a) => cmd::bury::run(&root, &a),
         Command::Stats(a) => cmd::stats::run(&root, &a),
+        Command::List(a) => cmd::list::run(&root, &a),
         Command::DlqReplay(a) => cmd::dlq_replay::run(&root, &a),
         Command::Purge(a) => cmd::purge::run(&root, &a),
     }

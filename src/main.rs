@@ -3,5 +3,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    qspool::run(qspool::cli::Cli::parse()).into()
+    match qspool::cli::Cli::try_parse() {
+        Ok(cli) => qspool::run(cli).into(),
+        Err(err) => qspool::exit::parse_failure(&err).into(),
+    }
 }

@@ -1,14 +1,16 @@
 //! `qspool init`: create a spool and store its defaults.
 
 use crate::cli::InitArgs;
-use crate::duration::format_ms;
-use crate::exit::Code;
+use crate::exit::{self, Code};
 use crate::spool::Spool;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use std::io::Write;
 use std::path::Path;
 
+/// A settings file that cannot be read or is not valid is replaced: init is how a spool whose
+/// every other command fails on it gets repaired.
 pub fn run(root: &Path, args: &InitArgs) -> Result<Code> {
-    let spool = Spool::create(root)?;
+    let (spool, refused) = Spool::create_repairing(root)?;
     let mut cfg = spool.config;
     if let Some(n) = args.max_attempts {
         cfg.max_attempts = n;
@@ -16,15 +18,17 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<Code> {
     if let Some(l) = args.lease {
         cfg.lease_ms = l;
     }
-    let settings_missing = !root.join(crate::spool::config::FILE_NAME).exists();
-    if cfg != spool.config || settings_missing {
+    let path = root.join(crate::spool::config::FILE_NAME);
+    let settings_missing = std::fs::symlink_metadata(&path).is_err();
+    if cfg != spool.config || settings_missing || refused.is_some() {
         cfg.store(root)?;
     }
-    println!(
-        "{}: max-attempts {}, lease {}",
-        spool.root().display(),
-        cfg.max_attempts,
-        format_ms(cfg.lease_ms)
-    );
+    if let Some(why) = refused {
+        exit::say(&format!("{why:#}; replaced with {}", cfg.describe()));
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}: {}", spool.root().display(), cfg.describe())
+        .and_then(|()| out.flush())
+        .context("write to standard output")?;
     Ok(Code::Ok)
 }

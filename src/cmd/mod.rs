@@ -5,6 +5,7 @@ pub mod bury;
 pub mod dlq_replay;
 pub mod extend;
 pub mod init;
+pub mod list;
 pub mod pop;
 pub mod purge;
 pub mod push;

@@ -3,12 +3,15 @@
 use super::durable;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub const FILE_NAME: &str = "qspool.json";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_LEASE_MS: u64 = 30_000;
+/// The most of the settings file that is read: it is a few dozen bytes when qspool writes it.
+const MAX_SIZE: u64 = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -30,12 +33,13 @@ impl Default for Config {
 
 impl Config {
     /// Reads the settings of the spool at `root`; a spool without the file has the defaults.
+    /// Every error starts with the file's path.
     pub fn load(root: &Path) -> Result<Config> {
         let path = root.join(FILE_NAME);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if durable::is_missing(&e) => return Ok(Config::default()),
-            Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+        let text = match read_settings(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(Config::default()),
+            Err(e) => return Err(e).with_context(|| path.display().to_string()),
         };
         let cfg: Config = serde_json::from_slice(&text)
             .with_context(|| format!("{}: not valid settings", path.display()))?;
@@ -46,6 +50,15 @@ impl Config {
             );
         }
         Ok(cfg)
+    }
+
+    /// How `init` prints settings: `max-attempts 5, lease 30s`.
+    pub fn describe(&self) -> String {
+        format!(
+            "max-attempts {}, lease {}",
+            self.max_attempts,
+            crate::duration::format_ms(self.lease_ms)
+        )
     }
 
     /// Replaces the settings file atomically: written beside it under a dot-name, fsynced, renamed.
@@ -68,4 +81,37 @@ impl Config {
             })
             .with_context(|| format!("write {}", path.display()))
     }
+}
+
+/// The settings file's bytes, `None` if there is none. Only a plain file is read, and only up to
+/// `MAX_SIZE`: a symlink is not followed, and a FIFO or device there cannot hang the command
+/// (`O_NONBLOCK`) or make it read without end.
+fn read_settings(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let refuse = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if durable::is_missing(&e) => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refuse("a symbolic link; refusing to follow it"));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    let too_big = || refuse("larger than 64 KiB");
+    if meta.len() > MAX_SIZE {
+        return Err(too_big());
+    }
+    let mut text = Vec::new();
+    file.take(MAX_SIZE + 1).read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_SIZE {
+        return Err(too_big());
+    }
+    Ok(Some(text))
 }

@@ -47,18 +47,7 @@ pub struct Spool {
 impl Spool {
     /// Opens an existing spool; a missing one is an error, so that a typo is not an empty queue.
     pub fn open(root: &Path) -> Result<Spool> {
-        match std::fs::metadata(root) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => bail!("{}: not a directory", root.display()),
-            Err(e) if durable::is_missing(&e) => bail!("no spool at {}", root.display()),
-            Err(e) => return Err(e).with_context(|| format!("open spool {}", root.display())),
-        }
-        if !root.join(Dir::New.name()).exists() && !root.join(config::FILE_NAME).exists() {
-            bail!("no spool at {}", root.display());
-        }
-        for d in Dir::ALL {
-            check_state_dir(&root.join(d.name()))?;
-        }
+        check_layout(root)?;
         Ok(Spool {
             config: Config::load(root)?,
             root: root.to_path_buf(),
@@ -67,40 +56,25 @@ impl Spool {
 
     /// Opens a spool, creating it (directories 0700) when it is missing or incomplete.
     pub fn create(root: &Path) -> Result<Spool> {
-        // The common case, an existing spool, costs no more than `open`.
-        if Dir::ALL
-            .iter()
-            .all(|d| std::fs::symlink_metadata(root.join(d.name())).is_ok_and(|m| m.is_dir()))
-        {
-            return Spool::open(root);
-        }
-        match std::fs::read_dir(root) {
-            Ok(mut entries) => {
-                let is_spool = Dir::ALL
-                    .iter()
-                    .map(|d| d.name())
-                    .chain([config::FILE_NAME])
-                    .any(|n| std::fs::symlink_metadata(root.join(n)).is_ok());
-                if !is_spool && entries.next().is_some() {
-                    bail!(
-                        "{}: a non-empty directory that is not a spool; refusing to make one there",
-                        root.display()
-                    );
-                }
-            }
-            Err(e) if durable::is_missing(&e) => make_root(root)?,
-            Err(e) => return Err(e).with_context(|| format!("open spool {}", root.display())),
-        }
-        let mut created = false;
-        for d in Dir::ALL {
-            let path = root.join(d.name());
-            created |=
-                durable::make_dir(&path).with_context(|| format!("create {}", path.display()))?;
-        }
-        if created {
-            durable::sync_dir(root).with_context(|| format!("sync {}", root.display()))?;
-        }
+        make_layout(root)?;
         Spool::open(root)
+    }
+
+    /// Like `create`, but a settings file that cannot be read or is not valid is no error: the
+    /// spool gets the defaults, and why the file was refused is returned beside it, for `init`
+    /// to replace the file.
+    pub fn create_repairing(root: &Path) -> Result<(Spool, Option<anyhow::Error>)> {
+        make_layout(root)?;
+        check_layout(root)?;
+        let (config, refused) = match Config::load(root) {
+            Ok(c) => (c, None),
+            Err(e) => (Config::default(), Some(e)),
+        };
+        let spool = Spool {
+            config,
+            root: root.to_path_buf(),
+        };
+        Ok((spool, refused))
     }
 
     pub fn root(&self) -> &Path {
@@ -110,6 +84,67 @@ impl Spool {
     pub fn dir(&self, d: Dir) -> PathBuf {
         self.root.join(d.name())
     }
+}
+
+/// Checks that `root` is a spool: a directory with every state directory, none a link.
+fn check_layout(root: &Path) -> Result<()> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!("{}: not a directory", root.display()),
+        Err(e) if durable::is_missing(&e) => bail!("no spool at {}", root.display()),
+        Err(e) => return Err(e).with_context(|| format!("open spool {}", root.display())),
+    }
+    if !root.join(Dir::New.name()).exists() && !root.join(config::FILE_NAME).exists() {
+        bail!("no spool at {}", root.display());
+    }
+    for d in Dir::ALL {
+        check_state_dir(&root.join(d.name()))?;
+    }
+    Ok(())
+}
+
+/// Makes whatever is missing of a spool at `root` (directories 0700). A non-empty directory
+/// that has nothing of a spool is refused.
+fn make_layout(root: &Path) -> Result<()> {
+    // The common case, an existing spool, costs no more than `open`.
+    if Dir::ALL
+        .iter()
+        .all(|d| std::fs::symlink_metadata(root.join(d.name())).is_ok_and(|m| m.is_dir()))
+    {
+        return Ok(());
+    }
+    match std::fs::read_dir(root) {
+        Ok(mut entries) => {
+            // The first entry is read before looking for a spool's: an entry a concurrent
+            // qspool made (it makes tmp/ first) is then always seen as part of a spool.
+            let non_empty = entries.next().is_some();
+            let is_spool = || {
+                Dir::ALL
+                    .iter()
+                    .map(|d| d.name())
+                    .chain([config::FILE_NAME])
+                    .any(|n| std::fs::symlink_metadata(root.join(n)).is_ok())
+            };
+            if non_empty && !is_spool() {
+                bail!(
+                    "{}: a non-empty directory that is not a spool; refusing to make one there",
+                    root.display()
+                );
+            }
+        }
+        Err(e) if durable::is_missing(&e) => make_root(root)?,
+        Err(e) => return Err(e).with_context(|| format!("open spool {}", root.display())),
+    }
+    let mut created = false;
+    for d in Dir::ALL {
+        let path = root.join(d.name());
+        created |=
+            durable::make_dir(&path).with_context(|| format!("create {}", path.display()))?;
+    }
+    if created {
+        durable::sync_dir(root).with_context(|| format!("sync {}", root.display()))?;
+    }
+    Ok(())
 }
 
 fn make_root(root: &Path) -> Result<()> {

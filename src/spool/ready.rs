@@ -61,9 +61,13 @@ impl Spool {
             }
             match self.walk(&child, level + 1, start, now, lease_ms)? {
                 Step::Exhausted => {
-                    // Empty buckets are removed so later pops do not list them again. A pusher
-                    // that loses this race finds its bucket gone and makes it anew.
-                    let _ = std::fs::remove_dir(&child);
+                    // Empty buckets are removed so later pops do not list them again, but only
+                    // once their time has passed: a pusher makes its bucket level by level, and
+                    // a fresh empty level must not vanish under it. One that loses this race
+                    // anyway (it stalled past the grace) finds its bucket gone and makes it anew.
+                    if may_remove(start, BUCKET_SPANS[level], now) {
+                        let _ = std::fs::remove_dir(&child);
+                    }
                 }
                 other => return Ok(other),
             }
@@ -109,7 +113,7 @@ impl Spool {
             };
             match durable::rename_noreplace(&src, &self.leased_path(&leased)) {
                 Ok(()) => {
-                    if names.len() == 1 {
+                    if names.len() == 1 && may_remove(visible_ms, 1, now) {
                         // We took the leaf's only entry: remove the leaf now rather than have
                         // the next pop list it empty. Fails harmlessly if a push just arrived.
                         let _ = std::fs::remove_dir(leaf);
@@ -128,11 +132,38 @@ impl Spool {
     }
 }
 
+/// How long after its span a bucket is left alone, so that pushers still making it (one level
+/// at a time) do not lose it. Empty buckets younger than this are listed, not removed: at most
+/// this many leaves, one per millisecond.
+const REMOVE_GRACE_MS: u64 = 25;
+
+/// Whether an empty bucket spanning `span` ms from `start` may be removed at `now`.
+fn may_remove(start: u64, span: u64, now: u64) -> bool {
+    start.saturating_add(span).saturating_add(REMOVE_GRACE_MS) <= now
+}
+
 /// A bucket that vanished under us (removed by another pop) is simply empty.
 fn list_dir_or_empty(dir: &Path) -> Result<Vec<String>> {
     match list_names(dir) {
         Ok(v) => Ok(v),
         Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(is_missing) => Ok(Vec::new()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_removed_only_after_their_span_and_the_grace() {
+        // A leaf (1 ms) for millisecond 1000.
+        assert!(!may_remove(1000, 1, 1000));
+        assert!(!may_remove(1000, 1, 1000 + REMOVE_GRACE_MS));
+        assert!(may_remove(1000, 1, 1001 + REMOVE_GRACE_MS));
+        // The current second and the current 1000 s window are never removed.
+        assert!(!may_remove(5_000, 1_000, 5_999));
+        assert!(!may_remove(0, 1_000_000, 999_999));
+        assert!(may_remove(0, 1_000_000, 1_000_000 + REMOVE_GRACE_MS));
     }
 }

@@ -1,8 +1,9 @@
-//! Counting a spool's messages by state without reading any payload: what `stats` reports.
+//! Walking a spool's messages by state without reading any payload: what `stats` counts and
+//! `list` shows.
 
 use super::durable::is_plain;
 use super::lease;
-use super::name::{BUCKET_SPANS, Ended, Leased, Ready, bucket_level};
+use super::name::{BUCKET_SPANS, Ended, Id, Leased, Ready, bucket_level};
 use super::{Dir, Spool};
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -35,79 +36,155 @@ pub fn age_bucket(age_ms: u64) -> usize {
         .unwrap_or(AGE_BOUNDS_S.len())
 }
 
+/// The state of a message, as `stats` and `list` name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    Ready,
+    Delayed,
+    Leased,
+    Expired,
+    Done,
+    Dead,
+}
+
+impl State {
+    pub const ALL: [State; 6] = [
+        State::Ready,
+        State::Delayed,
+        State::Leased,
+        State::Expired,
+        State::Done,
+        State::Dead,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Delayed => "delayed",
+            State::Leased => "leased",
+            State::Expired => "expired",
+            State::Done => "done",
+            State::Dead => "dead",
+        }
+    }
+}
+
+/// One message as a scan sees it: from its name and its `lstat`, never its payload.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub state: State,
+    pub id: Id,
+    /// Leases so far (ready, delayed, done, dead), or this lease's number (leased, expired).
+    pub attempts: u32,
+    /// Visible-at (ready, delayed), lease expiry (leased, expired) or finish time (done, dead).
+    pub at_ms: u64,
+    pub size: u64,
+}
+
 impl Spool {
     /// Counts every state at `now`. Only directory listings and `lstat`: it works read-only.
     pub fn count(&self, now: u64) -> Result<Counts> {
         let mut c = Counts::default();
-        for_each_entry(&self.dir(Dir::Tmp), |e, name| {
-            // A well-formed name in tmp/ is a push in progress (or its leftover), not a message.
-            if !(Ready::parse(name).is_ok() && e.plain()) {
+        self.scan(now, &mut |seen| {
+            let Some(m) = seen else {
                 c.foreign += 1;
+                return;
+            };
+            match m.state {
+                State::Ready => {
+                    c.ready += 1;
+                    let t = m.id.enqueued_us();
+                    c.oldest_ready_us = Some(c.oldest_ready_us.map_or(t, |o| o.min(t)));
+                    c.ready_by_age[age_bucket(now.saturating_sub(t / 1000))] += 1;
+                }
+                State::Delayed => c.delayed += 1,
+                State::Leased => c.leased += 1,
+                State::Expired => c.expired += 1,
+                State::Done => c.done += 1,
+                State::Dead => c.dead += 1,
             }
         })?;
-        self.count_new(&self.dir(Dir::New), 0, 0, now, &mut c)?;
-        for_each_entry(&self.dir(Dir::Leased), |e, name| {
-            match Leased::parse(name) {
-                Ok(l) if e.plain() => {
-                    if lease::is_expired(l.expires_ms, now) {
-                        c.expired += 1
-                    } else {
-                        c.leased += 1
-                    }
-                }
-                _ => c.foreign += 1,
-            }
-        })?;
-        for (dir, slot) in [(Dir::Done, 0), (Dir::Dead, 1)] {
-            let mut n = 0;
-            for_each_entry(&self.dir(dir), |e, name| {
-                if Ended::parse(name).is_ok() && e.plain() {
-                    n += 1
-                } else {
-                    c.foreign += 1
-                }
-            })?;
-            if slot == 0 { c.done = n } else { c.dead = n }
-        }
         Ok(c)
     }
 
-    fn count_new(
+    /// Calls `f` with every message of the spool at `now` (state by state, in directory order),
+    /// and with `None` for every foreign entry. Well-formed names in `tmp/` are pushes in
+    /// progress, neither messages nor foreign.
+    pub fn scan(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
+        for_each_entry(&self.dir(Dir::Tmp), |e, name| {
+            if !(Ready::parse(name).is_ok() && e.plain()) {
+                f(None);
+            }
+        })?;
+        self.scan_new(&self.dir(Dir::New), 0, 0, now, f)?;
+        for_each_entry(&self.dir(Dir::Leased), |e, name| {
+            match Leased::parse(name) {
+                Ok(l) if e.plain() => f(Some(Seen {
+                    state: if lease::is_expired(l.expires_ms, now) {
+                        State::Expired
+                    } else {
+                        State::Leased
+                    },
+                    id: l.id,
+                    attempts: l.attempt,
+                    at_ms: l.expires_ms,
+                    size: e.meta.len(),
+                })),
+                _ => f(None),
+            }
+        })?;
+        for (dir, state) in [(Dir::Done, State::Done), (Dir::Dead, State::Dead)] {
+            for_each_entry(&self.dir(dir), |e, name| match Ended::parse(name) {
+                Ok(x) if e.plain() => f(Some(Seen {
+                    state,
+                    id: x.id,
+                    attempts: x.attempts,
+                    at_ms: x.at_ms,
+                    size: e.meta.len(),
+                })),
+                _ => f(None),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn scan_new(
         &self,
         dir: &Path,
         level: usize,
         base: u64,
         now: u64,
-        c: &mut Counts,
+        f: &mut dyn FnMut(Option<Seen>),
     ) -> Result<()> {
         let mut subdirs = Vec::new();
         for_each_entry(dir, |e, name| {
-            let is_dir = e.is_dir();
             if level < BUCKET_SPANS.len() {
                 match bucket_level(name, level) {
-                    Some(v) if is_dir => {
+                    Some(v) if e.is_dir() => {
                         subdirs.push((base + v * BUCKET_SPANS[level], name.to_owned()))
                     }
-                    _ => c.foreign += 1,
+                    _ => f(None),
                 }
                 return;
             }
             match Ready::parse(name) {
-                Ok(r) if r.visible_ms == base && e.plain() => {
-                    if lease::is_visible(r.visible_ms, now) {
-                        c.ready += 1;
-                        let t = r.id.enqueued_us();
-                        c.oldest_ready_us = Some(c.oldest_ready_us.map_or(t, |o| o.min(t)));
-                        c.ready_by_age[age_bucket(now.saturating_sub(t / 1000))] += 1;
+                // The bucket is the visible-at time; a name that disagrees with it is foreign.
+                Ok(r) if r.visible_ms == base && e.plain() => f(Some(Seen {
+                    state: if lease::is_visible(r.visible_ms, now) {
+                        State::Ready
                     } else {
-                        c.delayed += 1;
-                    }
-                }
-                _ => c.foreign += 1,
+                        State::Delayed
+                    },
+                    id: r.id,
+                    attempts: r.attempts,
+                    at_ms: r.visible_ms,
+                    size: e.meta.len(),
+                })),
+                _ => f(None),
             }
         })?;
         for (start, name) in subdirs {
-            self.count_new(&dir.join(name), level + 1, start, now, c)?;
+            self.scan_new(&dir.join(name), level + 1, start, now, f)?;
         }
         Ok(())
     }

@@ -399,3 +399,101 @@ fn the_spool_is_found_by_flag_then_qspool_dir_then_xdg_state_home_then_home() {
     assert_exit(&out, 1);
     assert!(stderr(&out).contains("--spool"), "{}", stderr(&out));
 }
+
+/// Concurrent first use of an empty directory: every process sees the spool the others are
+/// making, never "a non-empty directory that is not a spool".
+#[test]
+fn concurrent_first_use_of_an_empty_directory_always_succeeds() {
+    for round in 0..50 {
+        let env = Env::new();
+        std::fs::create_dir(env.spool()).unwrap();
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                env.std_cmd(&["push", "--no-sync", "x"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_exit(&out, 0);
+            assert!(out.stderr.is_empty(), "round {round}: {}", stderr(&out));
+        }
+        assert_eq!(env.new_files().len(), 6, "round {round}");
+    }
+}
+
+/// A settings file every other command refuses: init replaces it with the defaults and the
+/// flags given, saying so in one line; the messages are kept.
+#[test]
+fn init_repairs_a_corrupt_settings_file() {
+    let env = Env::init(&["--max-attempts", "3"]);
+    env.push("kept");
+    let path = env.spool().join("qspool.json");
+    for (bad, why) in [
+        (&b"{\"max_attempts\": "[..], "not valid settings"),
+        (b"{\"max_attempts\": 0}", "at least 1"),
+        (b"\xff\xfe", "not valid settings"),
+    ] {
+        std::fs::write(&path, bad).unwrap();
+        for args in [&["stats"][..], &["pop"], &["push", "x"]] {
+            let out = env.run(args);
+            assert_exit(&out, 1);
+            let line = one_error_line(&out);
+            assert!(
+                line.contains(path.to_str().unwrap()) && line.contains(why),
+                "{args:?}: {line}"
+            );
+        }
+        let out = env.run(&["init", "--lease", "2m"]);
+        assert_exit(&out, 0);
+        let line = one_error_line(&out);
+        assert!(
+            line.starts_with(&format!("qspool: {}: ", path.display())),
+            "{line}"
+        );
+        assert!(line.contains(why), "{line}");
+        assert!(
+            line.ends_with("; replaced with max-attempts 5, lease 2m"),
+            "{line}"
+        );
+        assert_eq!(
+            stdout(&out),
+            format!("{}: max-attempts 5, lease 2m\n", env.spool().display())
+        );
+        assert_eq!(env.settings()["max_attempts"], 5);
+        assert_eq!(env.settings()["lease_ms"], 120_000);
+        // Repaired: the next init is quiet, and the other commands work again.
+        let out = env.run(&["init"]);
+        assert_exit(&out, 0);
+        assert!(out.stderr.is_empty(), "{}", stderr(&out));
+        assert_exit(&env.run(&["stats"]), 0);
+    }
+    // A directory where the settings file should be cannot be replaced: an error, one line.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let out = env.run(&["init"]);
+    assert_exit(&out, 1);
+    let line = one_error_line(&out);
+    assert!(line.contains(path.to_str().unwrap()), "{line}");
+    std::fs::remove_dir(&path).unwrap();
+    assert_exit(&env.run(&["init"]), 0);
+    assert_eq!(env.pop_raw(), b"kept");
+}
+
+#[test]
+fn init_reports_a_failed_write_to_standard_output() {
+    let env = Env::new();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = env.std_cmd(&["init"]).stdout(full).output().unwrap();
+    assert_exit(&out, 1);
+    let line = one_error_line(&out);
+    assert!(line.contains("write to standard output"), "{line}");
+    // The spool was made before the write failed.
+    assert!(env.spool().join("new").is_dir());
+}

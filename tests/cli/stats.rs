@@ -693,3 +693,82 @@ fn ready_messages_are_shown_by_age_since_first_push() {
     );
     assert!(text.contains("oldest ready age  2d"), "{text}");
 }
+
+fn list_json(env: &Env, args: &[&str]) -> Vec<Value> {
+    let o = run(env, &[&["list", "--json"], args].concat());
+    assert_exit(&o, 0);
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn list_shows_every_message_but_done_by_default_in_state_then_push_order() {
+    let env = every_state();
+    // A foreign file is never listed.
+    fs::write(env.spool().join("dead").join("junk"), b"x").unwrap();
+    let all = list_json(&env, &[]);
+    let states: Vec<&str> = all.iter().map(|m| m["state"].as_str().unwrap()).collect();
+    assert_eq!(
+        states,
+        ["ready", "ready", "delayed", "leased", "expired", "dead"]
+    );
+    // Within a state, oldest push first.
+    assert!(all[0]["id"].as_str() < all[1]["id"].as_str());
+    for m in &all {
+        assert_id(m["id"].as_str().unwrap());
+        assert!(m["enqueued_at"].as_str().unwrap().ends_with('Z'), "{m}");
+        assert!(
+            m.get("receipt").is_none(),
+            "a listing must not hand out receipts: {m}"
+        );
+    }
+    assert_eq!(all[0]["size"], "ready-1".len());
+    assert_eq!(all[0]["attempts"], 0);
+    assert!(all[0]["visible_at"].is_string() && all[2]["visible_at"].is_string());
+    assert!(all[3]["lease_expires_at"].is_string() && all[4]["lease_expires_at"].is_string());
+    assert_eq!(all[3]["attempts"], 1);
+    assert!(all[5]["finished_at"].is_string());
+    // --all adds done; states pick; both together are a usage error.
+    assert_eq!(list_json(&env, &["--all"]).len(), 7);
+    let picked = list_json(&env, &["done", "expired"]);
+    let states: Vec<&str> = picked
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["expired", "done"]);
+    assert_exit(&env.run(&["list", "--all", "dead"]), 2);
+    assert_exit(&env.run(&["list", "bogus"]), 2);
+    // The human form has one line per message, led by its state, and says when things happen.
+    let text = stdout(&run(&env, &["list"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert!(
+        lines[2].starts_with("delayed ") && lines[2].contains("visible in "),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("leased ") && lines[3].contains("expires in "),
+        "{text}"
+    );
+    assert!(
+        lines[4].starts_with("expired ") && lines[4].contains(" ago"),
+        "{text}"
+    );
+}
+
+#[test]
+fn list_needs_a_spool_and_sizes_come_from_lstat() {
+    let env = Env::new();
+    let o = env.run(&["list"]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("no spool at"), "{}", stderr(&o));
+    assert!(!env.spool().exists());
+    let env = Env::init(&[]);
+    assert_eq!(stdout(&run(&env, &["list"])), "");
+    env.push("secret");
+    let all = list_json(&env, &[]);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["size"], 6);
+}
