@@ -1,28 +1,26 @@
 //! `qspool pop`: lease the longest-visible messages and hand over their payloads.
 
 use crate::cli::PopArgs;
-use crate::encode::{base64, rfc3339_ms, rfc3339_us};
+use crate::encode::{Base64Encoder, Utf8Check, json_escape_into, rfc3339_ms, rfc3339_us};
 use crate::exit::{Code, NotFound, Usage};
 use crate::spool::ready::Lease;
 use crate::spool::{Spool, durable, now_ms};
 use anyhow::{Context, Result};
-use serde::Serialize;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-#[derive(Serialize)]
-struct Delivery<'a> {
+/// How many payload bytes `pop --json` reads at a time: its memory use does not depend on the
+/// size of a payload.
+const CHUNK: usize = 64 * 1024;
+
+/// The fields of a `--json` object that come before the payload, in their order of output.
+struct Head<'a> {
     id: &'a str,
     receipt: String,
     attempt: u32,
     enqueued_at: String,
     lease_expires_at: String,
-    size: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body_base64: Option<String>,
 }
 
 pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
@@ -109,34 +107,132 @@ fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
         let path = spool.leased_path(&l.leased);
         let mut file = durable::open_message(&path).map_err(|e| lost_or(e, &path))?;
         if args.json {
-            let mut body = Vec::new();
-            file.read_to_end(&mut body)
-                .with_context(|| format!("read {}", path.display()))?;
-            let size = body.len();
-            let (text, b64) = match String::from_utf8(body) {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(base64(e.as_bytes()))),
-            };
-            let d = Delivery {
+            let size = file
+                .metadata()
+                .with_context(|| format!("read {}", path.display()))?
+                .len();
+            let head = Head {
                 id: l.leased.id.as_str(),
                 receipt: l.leased.to_string(),
                 attempt: l.leased.attempt,
                 enqueued_at: rfc3339_us(l.enqueued_us),
                 lease_expires_at: rfc3339_ms(l.leased.expires_ms),
-                size,
-                body: text,
-                body_base64: b64,
             };
-            let mut line = serde_json::to_vec(&d)?;
-            line.push(b'\n');
-            out.write_all(&line)
-                .with_context(|| format!("write {} to standard output", path.display()))?;
+            write_json(&mut out, &mut file, size, &head, &path, CHUNK)?;
         } else {
             io::copy(&mut file, &mut out)
                 .with_context(|| format!("write {} to standard output", path.display()))?;
         }
     }
     out.flush().context("write to standard output")
+}
+
+/// Writes one `--json` object and its newline: the fields of `head`, `size`, then `body`, the
+/// payload as a JSON string when it is valid UTF-8, or else `body_base64`. `body` is `size`
+/// bytes long and read `chunk` bytes at a time, twice: once to tell whether it is UTF-8, and
+/// again, from the start, to encode it, so that no payload is ever held in memory whole. The
+/// output is exactly what serde_json would make of the whole object.
+fn write_json<R: Read + Seek, W: Write>(
+    out: &mut W,
+    body: &mut R,
+    size: u64,
+    head: &Head,
+    path: &Path,
+    chunk: usize,
+) -> Result<()> {
+    let read_ctx = || format!("read {}", path.display());
+    let write_ctx = || format!("write {} to standard output", path.display());
+    let mut buf = vec![0; chunk.max(1)];
+
+    // Pass 1: is it UTF-8? (Stops at the first byte that says no.)
+    let mut check = Utf8Check::default();
+    let mut seen = 0u64;
+    let utf8 = loop {
+        let n = read_some(body, &mut buf).with_context(read_ctx)?;
+        if n == 0 {
+            break check.finish();
+        }
+        seen += n as u64;
+        if !check.feed(&buf[..n]) {
+            break false;
+        }
+    };
+    if utf8 && seen != size {
+        return Err(changed(path));
+    }
+    body.seek(SeekFrom::Start(0)).with_context(read_ctx)?;
+
+    let mut line = Vec::with_capacity(512);
+    line.push(b'{');
+    for (key, value) in [
+        ("id", serde_json::to_string(head.id)?),
+        ("receipt", serde_json::to_string(&head.receipt)?),
+        ("attempt", serde_json::to_string(&head.attempt)?),
+        ("enqueued_at", serde_json::to_string(&head.enqueued_at)?),
+        (
+            "lease_expires_at",
+            serde_json::to_string(&head.lease_expires_at)?,
+        ),
+        ("size", serde_json::to_string(&size)?),
+    ] {
+        line.extend_from_slice(format!("\"{key}\":{value},").as_bytes());
+    }
+    line.extend_from_slice(if utf8 {
+        b"\"body\":\""
+    } else {
+        b"\"body_base64\":\""
+    });
+    out.write_all(&line).with_context(write_ctx)?;
+
+    // Pass 2: the payload, encoded piece by piece. It is checked again as it goes: a payload
+    // that changed in between must not make invalid JSON (messages never change, but a
+    // foreign tool might write to one).
+    let mut check = Utf8Check::default();
+    let mut b64 = Base64Encoder::default();
+    let mut seen = 0u64;
+    loop {
+        let n = read_some(body, &mut buf).with_context(read_ctx)?;
+        if n == 0 {
+            break;
+        }
+        seen += n as u64;
+        let data = &buf[..n];
+        line.clear();
+        if utf8 {
+            if !check.feed(data) {
+                return Err(changed(path));
+            }
+            json_escape_into(data, &mut line);
+        } else {
+            b64.feed(data, &mut line);
+        }
+        out.write_all(&line).with_context(write_ctx)?;
+    }
+    if seen != size || (utf8 && !check.finish()) {
+        return Err(changed(path));
+    }
+    line.clear();
+    b64.finish(&mut line);
+    line.extend_from_slice(b"\"}\n");
+    out.write_all(&line).with_context(write_ctx)
+}
+
+/// `read`, retried when a signal interrupts it.
+fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            res => return res,
+        }
+    }
+}
+
+/// The error for a payload that changed while `pop --json` read it.
+fn changed(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "read {}: the payload changed while it was read",
+        path.display()
+    )
 }
 
 fn write_receipts(path: &Path, text: &[u8]) -> io::Result<()> {
@@ -161,5 +257,182 @@ fn lost_or(e: io::Error, path: &Path) -> anyhow::Error {
         .into()
     } else {
         anyhow::Error::new(e).context(format!("open {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::base64;
+    use crate::encode::tests::{Rng, samples};
+    use std::io::Cursor;
+
+    /// The object `pop --json` printed when it held the payload in memory: the streamed output
+    /// must be byte for byte the same.
+    #[derive(serde::Serialize)]
+    struct Delivery<'a> {
+        id: &'a str,
+        receipt: &'a str,
+        attempt: u32,
+        enqueued_at: &'a str,
+        lease_expires_at: &'a str,
+        size: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        body: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        body_base64: Option<String>,
+    }
+
+    fn head() -> Head<'static> {
+        Head {
+            id: "1795828985009846.1435.00000000.2470bf32.vm",
+            receipt: "1795828985009846.1435.00000000.2470bf32.vm,a3,l1795829015009,t0a1b2c3d"
+                .into(),
+            attempt: 3,
+            enqueued_at: rfc3339_us(1_795_828_985_009_846),
+            lease_expires_at: rfc3339_ms(1_795_829_015_009),
+        }
+    }
+
+    fn expected(payload: &[u8]) -> Vec<u8> {
+        let h = head();
+        let text = std::str::from_utf8(payload).ok();
+        let d = Delivery {
+            id: h.id,
+            receipt: &h.receipt,
+            attempt: h.attempt,
+            enqueued_at: &h.enqueued_at,
+            lease_expires_at: &h.lease_expires_at,
+            size: payload.len(),
+            body: text,
+            body_base64: text.is_none().then(|| base64(payload)),
+        };
+        let mut line = serde_json::to_vec(&d).unwrap();
+        line.push(b'\n');
+        line
+    }
+
+    fn streamed(payload: &[u8], chunk: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut body = Cursor::new(payload);
+        write_json(
+            &mut out,
+            &mut body,
+            payload.len() as u64,
+            &head(),
+            Path::new("leased/x"),
+            chunk,
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn streamed_json_is_what_serde_json_makes_of_the_whole_payload() {
+        let mut rng = Rng::new(4);
+        let mut payloads = samples(&mut rng);
+        // Longer ones, so that small chunks see many boundaries.
+        for _ in 0..30 {
+            let text: String = (0..rng.below(300))
+                .map(|_| ['x', '"', '\n', '\u{e9}', '\u{20ac}', '\u{1d11e}', '\0'][rng.below(7)])
+                .collect();
+            payloads.push(text.into_bytes());
+        }
+        for _ in 0..10 {
+            payloads.push((0..rng.below(300)).map(|_| rng.next() as u8).collect());
+        }
+        for p in &payloads {
+            let want = expected(p);
+            for chunk in [1, 2, 3, 4, 5, 6, 7, 8, 13, 64, CHUNK] {
+                let got = streamed(p, chunk);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "{p:?} in chunks of {chunk}"
+                );
+                assert_eq!(got, want, "{p:?} in chunks of {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_character_across_a_chunk_boundary_stays_text() {
+        // A 4-byte character at every offset around the boundary of 64 KiB chunks, and a
+        // truncated one at the very end (not UTF-8, so base64).
+        for before in CHUNK - 4..=CHUNK {
+            let mut p = vec![b'a'; before];
+            p.extend("\u{1d11e}\"\u{20ac}".bytes());
+            p.extend(vec![b'b'; CHUNK - 3]);
+            p.extend("\u{e9}".bytes());
+            assert_eq!(streamed(&p, CHUNK), expected(&p), "{before} bytes before");
+            let v: serde_json::Value = serde_json::from_slice(&streamed(&p, CHUNK)).unwrap();
+            assert_eq!(v["body"].as_str().unwrap().as_bytes(), &p[..]);
+            p.pop();
+            let v: serde_json::Value = serde_json::from_slice(&streamed(&p, CHUNK)).unwrap();
+            assert!(v.get("body").is_none(), "{before}");
+            assert_eq!(v["body_base64"], base64(&p));
+            assert_eq!(v["size"], p.len());
+        }
+    }
+
+    #[test]
+    fn a_payload_that_changes_size_is_an_error() {
+        for payload in [&b"text"[..], b"\xff\xfe"] {
+            let mut out = Vec::new();
+            let err = write_json(
+                &mut out,
+                &mut Cursor::new(payload),
+                payload.len() as u64 + 1,
+                &head(),
+                Path::new("leased/x"),
+                CHUNK,
+            )
+            .unwrap_err();
+            assert!(format!("{err:#}").contains("leased/x"), "{err:#}");
+            // Never a complete object that would pass for the message.
+            assert!(!out.ends_with(b"\n"), "{}", String::from_utf8_lossy(&out));
+        }
+    }
+
+    /// A writer that fails after `room` bytes.
+    struct Full {
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_error_names_the_message() {
+        let payload = vec![b'z'; 3 * CHUNK + 1];
+        for room in [0, 10, CHUNK, 3 * CHUNK + 200] {
+            let err = write_json(
+                &mut Full { room },
+                &mut Cursor::new(&payload),
+                payload.len() as u64,
+                &head(),
+                Path::new("leased/x"),
+                CHUNK,
+            )
+            .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "write leased/x to standard output",
+                "{room}: {err:#}"
+            );
+            let io = err.downcast_ref::<io::Error>().unwrap();
+            assert_eq!(io.kind(), io::ErrorKind::BrokenPipe);
+        }
     }
 }

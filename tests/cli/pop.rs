@@ -497,3 +497,149 @@ fn a_write_error_releases_every_lease_of_a_batch() {
     }
     assert_eq!(env.stats()["ready"], 3);
 }
+
+/// The environment variables that make `peak_rss_probe` run a command, with its standard
+/// output in a file, and write its exit code and peak RSS to another.
+const PROBE_CMD: &str = "QSPOOL_TEST_PROBE_CMD";
+const PROBE_OUT: &str = "QSPOOL_TEST_PROBE_OUT";
+const PROBE_RESULT: &str = "QSPOOL_TEST_PROBE_RESULT";
+
+/// Not a test: a fresh copy of this test binary, run by `peak_rss_kib`, runs a command as its
+/// only child and reports the child's peak resident set size. A child of the test process
+/// itself would not do: a spawned child inherits its parent's high-water mark until it execs,
+/// and the test process holds the big payloads. Ignored, so that it only runs when asked for.
+#[test]
+#[ignore = "a helper process that json_streams_a_big_payload_in_little_memory starts"]
+#[allow(unsafe_code)]
+fn peak_rss_probe() {
+    let cmd = std::env::var_os(PROBE_CMD).expect("run by peak_rss_kib, which sets the command");
+    let cmd: Vec<String> = serde_json::from_str(cmd.to_str().unwrap()).unwrap();
+    let out = std::fs::File::create(std::env::var_os(PROBE_OUT).unwrap()).unwrap();
+    let status = std::process::Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdout(out)
+        .status()
+        .unwrap();
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is valid for writes for the duration of the call.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+    // SAFETY: getrusage succeeded, so it filled in `usage` (zeroed before anyway).
+    let maxrss = u64::try_from(unsafe { usage.assume_init() }.ru_maxrss).unwrap();
+    // Linux and the BSDs count in KiB, macOS in bytes.
+    let kib = if cfg!(target_os = "macos") {
+        maxrss / 1024
+    } else {
+        maxrss
+    };
+    let code = status.code().unwrap_or(-1);
+    std::fs::write(
+        std::env::var_os(PROBE_RESULT).unwrap(),
+        format!("{code} {kib}"),
+    )
+    .unwrap();
+}
+
+/// Runs `qspool ARGS` in `env` through `peak_rss_probe`; returns its exit code, standard
+/// output and peak resident set size in KiB.
+fn peak_rss_kib(env: &Env, args: &[&str]) -> (i32, Vec<u8>, u64) {
+    let out = env.scratch().join("probe.out");
+    let result = env.scratch().join("probe.result");
+    let mut cmd = vec![qspool_bin(), "--spool", env.spool().to_str().unwrap()];
+    cmd.extend_from_slice(args);
+    let probe = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "pop::peak_rss_probe",
+            "--test-threads=1",
+        ])
+        .env_remove("QSPOOL_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env("HOME", env.scratch().join("home"))
+        .env(PROBE_CMD, serde_json::to_string(&cmd).unwrap())
+        .env(PROBE_OUT, &out)
+        .env(PROBE_RESULT, &result)
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "probe: {}{}",
+        stdout(&probe),
+        stderr(&probe)
+    );
+    let result = std::fs::read_to_string(&result).unwrap();
+    let (code, kib) = result.split_once(' ').unwrap();
+    (
+        code.parse().unwrap(),
+        std::fs::read(&out).unwrap(),
+        kib.parse().unwrap(),
+    )
+}
+
+/// Decodes standard base64 with a lookup table: `base64_decode` is too slow for 64 MiB.
+fn fast_base64_decode(s: &[u8]) -> Vec<u8> {
+    let mut value = [255u8; 256];
+    for (i, &c) in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        .iter()
+        .enumerate()
+    {
+        value[usize::from(c)] = i as u8;
+    }
+    assert_eq!(s.len() % 4, 0);
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    for g in s.chunks_exact(4) {
+        let pad = g.iter().rev().take_while(|&&c| c == b'=').count();
+        let mut n = 0u32;
+        for &c in &g[..4 - pad] {
+            let v = value[usize::from(c)];
+            assert_ne!(v, 255, "not base64: {c:#x}");
+            n = (n << 6) | u32::from(v);
+        }
+        n <<= 6 * pad;
+        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
+    }
+    out
+}
+
+#[test]
+fn json_streams_a_big_payload_in_little_memory() {
+    const MIB: usize = 1024 * 1024;
+    let env = Env::new();
+    // 64 MiB of text full of characters to escape, and of multibyte characters that straddle
+    // every read boundary sooner or later (the pattern's length is odd); then 16 MiB that is
+    // not UTF-8 (a truncated character at the very end), smaller only to keep the test quick.
+    let pattern = "h\u{e9}llo \"w\u{f6}rld\"\n\t\\ \u{0}\u{20ac}\u{1d11e}/";
+    let mut text = pattern.repeat(64 * MIB / pattern.len() + 1).into_bytes();
+    text.truncate(64 * MIB);
+    while std::str::from_utf8(&text).is_err() {
+        text.pop();
+    }
+    let mut binary = pattern.repeat(16 * MIB / pattern.len()).into_bytes();
+    binary.extend_from_slice(b"\xf0\x9d\x84");
+    assert_exit(&env.run_stdin(&["push", "--no-sync"], &text), 0);
+    assert_exit(&env.run_stdin(&["push", "--no-sync"], &binary), 0);
+
+    let (code, out, peak_kib) = peak_rss_kib(&env, &["pop", "--json", "-n", "2", "--ack"]);
+    assert_eq!(code, 0);
+    // Holding the text whole (let alone its encoding) would take 64 MiB at least; it takes
+    // about 5 MiB.
+    assert!(
+        peak_kib < 16 * 1024,
+        "pop --json of 80 MiB of payloads peaked at {peak_kib} KiB"
+    );
+
+    let mut objs = out.split(|&b| b == b'\n');
+    let v: Value = serde_json::from_slice(objs.next().unwrap()).unwrap();
+    assert_eq!(v["size"], text.len());
+    assert!(v.get("body_base64").is_none());
+    assert!(v["body"].as_str().unwrap().as_bytes() == text, "text body");
+    let v: Value = serde_json::from_slice(objs.next().unwrap()).unwrap();
+    assert_eq!(v["size"], binary.len());
+    assert!(v.get("body").is_none());
+    let decoded = fast_base64_decode(v["body_base64"].as_str().unwrap().as_bytes());
+    assert!(decoded == binary, "binary body");
+    assert_eq!(objs.next(), Some(&b""[..]));
+    assert_eq!(objs.next(), None);
+    assert_eq!(env.names("done").len(), 2);
+}
