@@ -13,6 +13,18 @@ pub const DEFAULT_LEASE_MS: u64 = 30_000;
 /// The most of the settings file that is read: it is a few dozen bytes when qspool writes it.
 const MAX_SIZE: u64 = 64 * 1024;
 
+/// A settings file that is there but unusable as settings: wrong content, or not a plain file.
+#[derive(Debug)]
+pub struct BadSettings(pub String);
+
+impl std::fmt::Display for BadSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadSettings {}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -33,21 +45,25 @@ impl Default for Config {
 
 impl Config {
     /// Reads the settings of the spool at `root`; a spool without the file has the defaults.
-    /// Every error starts with the file's path.
+    /// Every error starts with the file's path. A file whose content or kind is wrong fails with
+    /// a `BadSettings`, which `init` may repair; an I/O error (EIO, EMFILE, EACCES) does not, so
+    /// that a passing failure never costs the stored settings.
     pub fn load(root: &Path) -> Result<Config> {
         let path = root.join(FILE_NAME);
+        let bad =
+            |why: String| anyhow::Error::new(BadSettings(format!("{}: {why}", path.display())));
         let text = match read_settings(&path) {
             Ok(Some(t)) => t,
             Ok(None) => return Ok(Config::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(bad(e.to_string()));
+            }
             Err(e) => return Err(e).with_context(|| path.display().to_string()),
         };
-        let cfg: Config = serde_json::from_slice(&text)
-            .with_context(|| format!("{}: not valid settings", path.display()))?;
+        let cfg: Config =
+            serde_json::from_slice(&text).map_err(|e| bad(format!("not valid settings: {e}")))?;
         if cfg.max_attempts == 0 || cfg.lease_ms == 0 {
-            anyhow::bail!(
-                "{}: max_attempts and lease_ms must be at least 1",
-                path.display()
-            );
+            return Err(bad("max_attempts and lease_ms must be at least 1".into()));
         }
         Ok(cfg)
     }
@@ -114,4 +130,40 @@ fn read_settings(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
         return Err(too_big());
     }
     Ok(Some(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_bad(e: &anyhow::Error) -> bool {
+        e.downcast_ref::<BadSettings>().is_some()
+    }
+
+    #[test]
+    fn wrong_content_is_bad_settings_but_an_io_error_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        assert_eq!(Config::load(root).unwrap(), Config::default());
+        for text in [
+            "garbage",
+            "{\"max_attempts\":0}",
+            "{\"lease_ms\":0}",
+            "\"text\"",
+        ] {
+            std::fs::write(root.join(FILE_NAME), text).unwrap();
+            let e = Config::load(root).unwrap_err();
+            assert!(is_bad(&e), "{text}: {e:#}");
+            assert!(format!("{e:#}").starts_with(&root.join(FILE_NAME).display().to_string()));
+        }
+        std::fs::remove_file(root.join(FILE_NAME)).unwrap();
+        std::fs::create_dir(root.join(FILE_NAME)).unwrap();
+        assert!(is_bad(&Config::load(root).unwrap_err()));
+        // Reading through a path that cannot be opened (ENOTDIR here) is an I/O error, not
+        // bad settings: `init` must not overwrite anything on its account.
+        let file = root.join("plain");
+        std::fs::write(&file, b"").unwrap();
+        let e = Config::load(&file).unwrap_err();
+        assert!(!is_bad(&e), "{e:#}");
+    }
 }

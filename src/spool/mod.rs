@@ -60,15 +60,19 @@ impl Spool {
         Spool::open(root)
     }
 
-    /// Like `create`, but a settings file that cannot be read or is not valid is no error: the
-    /// spool gets the defaults, and why the file was refused is returned beside it, for `init`
-    /// to replace the file.
+    /// Like `create`, but a settings file that is unusable as settings (`BadSettings`: wrong
+    /// content, or not a plain file) is no error: the spool gets the defaults, and why the file
+    /// was refused is returned beside it, for `init` to replace the file. An I/O error reading it
+    /// is still an error: a passing failure must not cost the stored settings.
     pub fn create_repairing(root: &Path) -> Result<(Spool, Option<anyhow::Error>)> {
         make_layout(root)?;
         check_layout(root)?;
         let (config, refused) = match Config::load(root) {
             Ok(c) => (c, None),
-            Err(e) => (Config::default(), Some(e)),
+            Err(e) if e.downcast_ref::<config::BadSettings>().is_some() => {
+                (Config::default(), Some(e))
+            }
+            Err(e) => return Err(e),
         };
         let spool = Spool {
             config,

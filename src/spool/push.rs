@@ -96,7 +96,10 @@ impl Batch {
             Some((v, b)) if v == ready.visible_ms => Some(b),
             _ => None,
         };
-        match durable::rename_into_bucket(&tmp, &self.new_root, &parts, &name, self.sync, reuse) {
+        // Levels this push makes are not fsynced one by one: the commit fsyncs every level
+        // before any id is printed, and an fsync here would hold a fresh, empty level open to
+        // removal by pops for as long as the disk takes.
+        match durable::rename_into_bucket(&tmp, &self.new_root, &parts, &name, false, reuse) {
             Ok(bucket) => {
                 if self.sync {
                     self.hold(&bucket)

@@ -33,15 +33,24 @@ impl Spool {
     /// `now`. Messages that have used up their attempts are dead-lettered on the way.
     pub fn lease_next(&self, now: u64, lease_ms: u64) -> Result<Option<Lease>> {
         let new_root = self.dir(Dir::New);
-        match self.walk(&new_root, 0, 0, now, lease_ms)? {
+        match self.walk(&new_root, 0, 0, now, lease_ms, false)? {
             Step::Leased(l) => Ok(Some(*l)),
             Step::Future | Step::Exhausted => Ok(None),
         }
     }
 
-    fn walk(&self, dir: &Path, level: usize, base: u64, now: u64, lease_ms: u64) -> Result<Step> {
+    /// `settled`: `dir` had not changed for the grace period when its parent looked at it.
+    fn walk(
+        &self,
+        dir: &Path,
+        level: usize,
+        base: u64,
+        now: u64,
+        lease_ms: u64,
+        settled: bool,
+    ) -> Result<Step> {
         if level == BUCKET_SPANS.len() {
-            return self.lease_in_leaf(dir, base, now, lease_ms);
+            return self.lease_in_leaf(dir, base, now, lease_ms, settled);
         }
         let mut children: Vec<(u64, String)> = list_dir_or_empty(dir)?
             .into_iter()
@@ -56,16 +65,19 @@ impl Spool {
             let child = dir.join(&name);
             // A bucket must be a real directory: a symlink could lead the walk out of the spool
             // (`stats` counts it as foreign). One that vanished was emptied by another pop.
-            if !std::fs::symlink_metadata(&child).is_ok_and(|m| m.file_type().is_dir()) {
-                continue;
-            }
-            match self.walk(&child, level + 1, start, now, lease_ms)? {
+            let meta = match std::fs::symlink_metadata(&child) {
+                Ok(m) if m.file_type().is_dir() => m,
+                _ => continue,
+            };
+            let child_settled = settled_at(&meta, now);
+            match self.walk(&child, level + 1, start, now, lease_ms, child_settled)? {
                 Step::Exhausted => {
                     // Empty buckets are removed so later pops do not list them again, but only
-                    // once their time has passed: a pusher makes its bucket level by level, and
-                    // a fresh empty level must not vanish under it. One that loses this race
-                    // anyway (it stalled past the grace) finds its bucket gone and makes it anew.
-                    if may_remove(start, BUCKET_SPANS[level], now) {
+                    // once their time has passed and they have not changed for a while: a
+                    // pusher makes its bucket level by level, and a fresh empty level must not
+                    // vanish under it. One that loses this race anyway finds its bucket gone
+                    // and makes it anew.
+                    if child_settled && may_remove(start, BUCKET_SPANS[level], now) {
                         let _ = std::fs::remove_dir(&child);
                     }
                 }
@@ -75,7 +87,14 @@ impl Spool {
         Ok(Step::Exhausted)
     }
 
-    fn lease_in_leaf(&self, leaf: &Path, visible_ms: u64, now: u64, lease_ms: u64) -> Result<Step> {
+    fn lease_in_leaf(
+        &self,
+        leaf: &Path,
+        visible_ms: u64,
+        now: u64,
+        lease_ms: u64,
+        settled: bool,
+    ) -> Result<Step> {
         // The bucket is the visible-at time; a name that disagrees with its bucket is foreign.
         let names = list_dir_or_empty(leaf)?;
         let mut ready: Vec<Ready> = names
@@ -113,7 +132,7 @@ impl Spool {
             };
             match durable::rename_noreplace(&src, &self.leased_path(&leased)) {
                 Ok(()) => {
-                    if names.len() == 1 && may_remove(visible_ms, 1, now) {
+                    if names.len() == 1 && settled && may_remove(visible_ms, 1, now) {
                         // We took the leaf's only entry: remove the leaf now rather than have
                         // the next pop list it empty. Fails harmlessly if a push just arrived.
                         let _ = std::fs::remove_dir(leaf);
@@ -132,10 +151,20 @@ impl Spool {
     }
 }
 
-/// How long after its span a bucket is left alone, so that pushers still making it (one level
-/// at a time) do not lose it. Empty buckets younger than this are listed, not removed: at most
-/// this many leaves, one per millisecond.
+/// How long after its span, and after its last change, a bucket is left alone, so that pushers
+/// still making it (one level at a time) do not lose it. Empty buckets that recent are listed,
+/// not removed.
 const REMOVE_GRACE_MS: u64 = 25;
+
+/// Whether a directory, as `lstat` saw it, has been left alone for the grace period at `now`.
+fn settled_at(meta: &std::fs::Metadata, now: u64) -> bool {
+    let changed_ms = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(u64::MAX, |d| d.as_millis() as u64);
+    changed_ms.saturating_add(REMOVE_GRACE_MS) <= now
+}
 
 /// Whether an empty bucket spanning `span` ms from `start` may be removed at `now`.
 fn may_remove(start: u64, span: u64, now: u64) -> bool {

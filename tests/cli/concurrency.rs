@@ -502,3 +502,69 @@ fn synced_pushes_succeed_while_consumers_empty_their_buckets() {
     assert_eq!(got, pushed);
     assert_eq!(done_count(&spool), pushed);
 }
+
+/// Pushes on a slow disk (every fsync made 30 ms slower with strace's fault injection) still
+/// succeed while consumers poll the queue: a fresh bucket level is never removed under a pusher
+/// that is still making it. Needs strace; `.ci/run` installs it.
+#[test]
+fn slow_fsyncs_do_not_make_pushes_lose_their_bucket() {
+    let strace_works = Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !strace_works {
+        // CI installs strace and sets this, so that there the test can never be skipped.
+        assert!(
+            std::env::var_os("QSPOOL_TEST_NEEDS_STRACE").is_none(),
+            "strace is needed and does not work here"
+        );
+        eprintln!(
+            "strace is not installed: slow_fsyncs_do_not_make_pushes_lose_their_bucket skipped"
+        );
+        return;
+    }
+    let env = Env::init(&[]);
+    let spool = env.spool().to_path_buf();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            let (spool, stop) = (spool.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let o = qspool(&spool, &["pop", "--ack"], None);
+                    assert!(matches!(code(&o), 0 | 3), "pop exited {}", code(&o));
+                }
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for i in 0..8 {
+        let o = Command::new("strace")
+            .args(["-f", "-o", "/dev/null", "-e", "trace=fsync", "-e"])
+            .arg("inject=fsync:delay_exit=30000")
+            .arg(bin())
+            .arg("--spool")
+            .arg(&spool)
+            .args(["push", &format!("slow {i}")])
+            .output()
+            .unwrap();
+        if !o.status.success() || o.stdout.is_empty() {
+            failures.push(String::from_utf8_lossy(&o.stderr).into_owned());
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in consumers {
+        c.join().unwrap();
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 8 pushes failed: {failures:?}",
+        failures.len()
+    );
+    let s = env.stats();
+    assert_eq!(
+        s["ready"].as_u64().unwrap() + s["done"].as_u64().unwrap(),
+        8,
+        "{s}"
+    );
+}
