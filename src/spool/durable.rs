@@ -103,14 +103,18 @@ pub fn is_missing(e: &io::Error) -> bool {
 pub struct BucketDirs {
     /// `new/`, then each level: (path, open directory).
     dirs: Vec<(PathBuf, File)>,
+    /// Indexes into `dirs` of the parents of levels this process made.
+    made_in: Vec<usize>,
 }
 
 impl BucketDirs {
-    /// Opens (and when missing, makes, mode 0700) `new_root/<parts>`. When `sync`, each level it
-    /// makes is made durable in its parent at once, so a rename into it cannot outlive it.
-    pub fn open(new_root: &Path, parts: &[String; 3], sync: bool) -> io::Result<BucketDirs> {
+    /// Opens (and when missing, makes, mode 0700) `new_root/<parts>`. Nothing is fsynced here:
+    /// a fresh level stays empty, and open to removal by pops, until the rename into it, so the
+    /// caller syncs after that (`sync_made`, or a push's commit).
+    pub fn open(new_root: &Path, parts: &[String; 3]) -> io::Result<BucketDirs> {
         'again: for _ in 0..BUCKET_RETRIES {
             let mut dirs = vec![(new_root.to_path_buf(), open_dir_at(None, new_root)?)];
+            let mut made_in = Vec::new();
             for part in parts {
                 let (parent_path, parent) = dirs.last().expect("new/ is first");
                 let path = parent_path.join(part);
@@ -118,9 +122,7 @@ impl BucketDirs {
                     Ok(d) => d,
                     Err(e) if is_missing(&e) => match make_dir_at(parent, part) {
                         Ok(d) => {
-                            if sync {
-                                parent.sync_all()?;
-                            }
+                            made_in.push(dirs.len() - 1);
                             d
                         }
                         // Another process made it first: open theirs.
@@ -139,7 +141,7 @@ impl BucketDirs {
                 };
                 dirs.push((path, dir));
             }
-            return Ok(BucketDirs { dirs });
+            return Ok(BucketDirs { dirs, made_in });
         }
         Err(gave_up(new_root))
     }
@@ -153,6 +155,14 @@ impl BucketDirs {
         &self.dirs
     }
 
+    /// fsyncs the parent of every level this process made, so that those levels survive a crash.
+    pub fn sync_made(&self) -> io::Result<()> {
+        for &i in &self.made_in {
+            self.dirs[i].1.sync_all()?;
+        }
+        Ok(())
+    }
+
     /// Renames `src` into the leaf as `name`, never over an existing entry.
     pub fn rename_in(&self, src: &Path, name: &str) -> io::Result<()> {
         let leaf = &self.dirs.last().expect("a leaf").1;
@@ -161,24 +171,30 @@ impl BucketDirs {
 }
 
 /// Renames `src` into `new_root/<bucket>/<name>`, making the bucket when it is missing, and
-/// returns the open bucket. `reuse` is a bucket opened earlier for the same `parts`.
+/// returns the open bucket. `reuse` is a bucket opened earlier for the same `parts`. With
+/// `sync_made`, the levels it made are fsynced once the message is in them.
 /// `NotFound` from here means `src` itself is gone: somebody else moved it first.
 pub fn rename_into_bucket(
     src: &Path,
     new_root: &Path,
     parts: &[String; 3],
     name: &str,
-    sync: bool,
+    sync_made: bool,
     reuse: Option<BucketDirs>,
 ) -> io::Result<BucketDirs> {
     let mut reuse = reuse;
     for _ in 0..BUCKET_RETRIES {
         let bucket = match reuse.take() {
             Some(b) => b,
-            None => BucketDirs::open(new_root, parts, sync)?,
+            None => BucketDirs::open(new_root, parts)?,
         };
         match bucket.rename_in(src, name) {
-            Ok(()) => return Ok(bucket),
+            Ok(()) => {
+                if sync_made {
+                    bucket.sync_made()?;
+                }
+                return Ok(bucket);
+            }
             // Either `src` is gone, or a pop emptied and removed the leaf after we opened it.
             Err(e) if is_missing(&e) => match fs::symlink_metadata(src) {
                 Ok(_) => continue,
