@@ -416,3 +416,12 @@ pub fn run(env: &Env, args: &[&str]) -> Output {
     }
     o
 }
+
+/// The leaf bucket under `new/` that holds messages visible at `ms`.
+pub fn bucket(spool: &Path, ms: u64) -> PathBuf {
+    spool
+        .join("new")
+        .join(format!("{:07}", ms / 1_000_000))
+        .join(format!("{:03}", (ms / 1_000) % 1_000))
+        .join(format!("{:03}", ms % 1_000))
+}

@@ -58,15 +58,6 @@ fn fingerprint(root: &Path) -> Vec<(PathBuf, u32, u64)> {
     out
 }
 
-/// The directory under `new/` for messages visible at `ms`.
-fn bucket(spool: &Path, ms: u64) -> PathBuf {
-    spool
-        .join("new")
-        .join(format!("{:07}", ms / 1_000_000))
-        .join(format!("{:03}", (ms / 1_000) % 1_000))
-        .join(format!("{:03}", ms % 1_000))
-}
-
 fn fake_id(n: u32) -> String {
     format!("1700000000000000.4242.{n:08x}.00000000.evil")
 }

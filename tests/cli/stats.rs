@@ -136,15 +136,6 @@ fn stats_on_an_empty_spool_is_all_zero_with_null_age() {
     assert!(s["oldest_ready_age_seconds"].is_null(), "{s}");
 }
 
-/// The path under `new/` that holds messages visible at `ms`.
-fn bucket(spool: &Path, ms: u64) -> PathBuf {
-    spool
-        .join("new")
-        .join(format!("{:07}", ms / 1_000_000))
-        .join(format!("{:03}", (ms / 1_000) % 1_000))
-        .join(format!("{:03}", ms % 1_000))
-}
-
 #[test]
 fn oldest_ready_age_is_counted_from_the_first_push() {
     let env = Env::init(&[]);
