@@ -56,8 +56,11 @@ impl Spool {
 
     /// Opens a spool, creating it (directories 0700) when it is missing or incomplete.
     pub fn create(root: &Path) -> Result<Spool> {
-        make_layout(root)?;
-        Spool::open(root)
+        ensure_layout(root)?;
+        Ok(Spool {
+            config: Config::load(root)?,
+            root: root.to_path_buf(),
+        })
     }
 
     /// Like `create`, but a settings file that is unusable as settings (`BadSettings`: wrong
@@ -65,8 +68,7 @@ impl Spool {
     /// was refused is returned beside it, for `init` to replace the file. An I/O error reading it
     /// is still an error: a passing failure must not cost the stored settings.
     pub fn create_repairing(root: &Path) -> Result<(Spool, Option<anyhow::Error>)> {
-        make_layout(root)?;
-        check_layout(root)?;
+        ensure_layout(root)?;
         let (config, refused) = match Config::load(root) {
             Ok(c) => (c, None),
             Err(e) if e.downcast_ref::<config::BadSettings>().is_some() => {
@@ -107,16 +109,19 @@ fn check_layout(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks the layout, making what is missing first if it is not complete: the common case, an
+/// existing spool, costs no more than `open`.
+fn ensure_layout(root: &Path) -> Result<()> {
+    if check_layout(root).is_ok() {
+        return Ok(());
+    }
+    make_layout(root)?;
+    check_layout(root)
+}
+
 /// Makes whatever is missing of a spool at `root` (directories 0700). A non-empty directory
 /// that has nothing of a spool is refused.
 fn make_layout(root: &Path) -> Result<()> {
-    // The common case, an existing spool, costs no more than `open`.
-    if Dir::ALL
-        .iter()
-        .all(|d| std::fs::symlink_metadata(root.join(d.name())).is_ok_and(|m| m.is_dir()))
-    {
-        return Ok(());
-    }
     match std::fs::read_dir(root) {
         Ok(mut entries) => {
             // The first entry is read before looking for a spool's: an entry a concurrent
