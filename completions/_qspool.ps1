@@ -38,6 +38,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first within each state, without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete finished messages from done/ or dead/ for good. Prints the ids removed')
+            [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -67,6 +68,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--receipt-file', '--receipt-file', [CompletionResultType]::ParameterName, 'Also write the receipt (one per line with -n) to FILE')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Lease up to N messages (needs --json)')
             [CompletionResult]::new('--max', '--max', [CompletionResultType]::ParameterName, 'Lease up to N messages (needs --json)')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Block until a message is visible: forever, or at most DUR (then exit 3). The value needs the `=`, as in --wait=30s')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64')
@@ -142,6 +144,24 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'qspool;work' {
+            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'Lease length; extended while CMD runs [default: the spool''s, 30s unless set by init]')
+            [CompletionResult]::new('--backoff', '--backoff', [CompletionResultType]::ParameterName, 'Delay before the first retry of a failed message; it doubles with each attempt')
+            [CompletionResult]::new('--backoff-max', '--backoff-max', [CompletionResultType]::ParameterName, 'Longest delay between retries')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long CMDs may run on after SIGTERM before they are killed')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Handle at most N messages, then exit')
+            [CompletionResult]::new('--max', '--max', [CompletionResultType]::ParameterName, 'Handle at most N messages, then exit')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Keep waiting for messages until signalled, or until idle for DUR. The value needs the `=`, as in --wait=10m')
+            [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Run up to K CMDs at once; with 1, messages run one at a time in queue order')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Run up to K CMDs at once; with 1, messages run one at a time in queue order')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No line per message; the summary only when something failed')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No line per message; the summary only when something failed')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'qspool;help' {
             [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a spool, or change its stored defaults')
             [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Push messages: each TEXT is one message; with none, standard input is one message')
@@ -154,6 +174,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first within each state, without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete finished messages from done/ or dead/ for good. Prints the ids removed')
+            [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -188,6 +209,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;help;purge' {
+            break
+        }
+        'qspool;help;work' {
             break
         }
         'qspool;help;help' {

@@ -52,6 +52,9 @@ _qspool() {
             qspool,stats)
                 cmd="qspool__subcmd__stats"
                 ;;
+            qspool,work)
+                cmd="qspool__subcmd__work"
+                ;;
             qspool__subcmd__help,ack)
                 cmd="qspool__subcmd__help__subcmd__ack"
                 ;;
@@ -88,6 +91,9 @@ _qspool() {
             qspool__subcmd__help,stats)
                 cmd="qspool__subcmd__help__subcmd__stats"
                 ;;
+            qspool__subcmd__help,work)
+                cmd="qspool__subcmd__help__subcmd__work"
+                ;;
             *)
                 ;;
         esac
@@ -95,7 +101,7 @@ _qspool() {
 
     case "${cmd}" in
         qspool)
-            opts="-s -h -V --spool --help --version init push pop ack requeue extend bury stats list dlq-replay purge help"
+            opts="-s -h -V --spool --help --version init push pop ack requeue extend bury stats list dlq-replay purge work help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -213,7 +219,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__help)
-            opts="init push pop ack requeue extend bury stats list dlq-replay purge help"
+            opts="init push pop ack requeue extend bury stats list dlq-replay purge work help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -394,6 +400,20 @@ _qspool() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        qspool__subcmd__help__subcmd__work)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         qspool__subcmd__init)
             opts="-s -h --max-attempts --lease --spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -447,7 +467,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__pop)
-            opts="-n -s -h --lease --receipt-file --json --max --ack --spool --help"
+            opts="-n -s -h --lease --receipt-file --json --max --ack --wait --spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -466,6 +486,10 @@ _qspool() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -569,6 +593,64 @@ _qspool() {
                 return 0
             fi
             case "${prev}" in
+                --spool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qspool__subcmd__work)
+            opts="-n -j -q -s -h --lease --backoff --backoff-max --grace --max --wait --concurrency --quiet --spool --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lease)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backoff)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backoff-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --spool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

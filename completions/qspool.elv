@@ -35,6 +35,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand list 'List messages, oldest first within each state, without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
             cand purge 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
+            cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'qspool;init'= {
@@ -61,6 +62,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --receipt-file 'Also write the receipt (one per line with -n) to FILE'
             cand -n 'Lease up to N messages (needs --json)'
             cand --max 'Lease up to N messages (needs --json)'
+            cand --wait 'Block until a message is visible: forever, or at most DUR (then exit 3). The value needs the `=`, as in --wait=30s'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --json 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64'
@@ -127,6 +129,23 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'qspool;work'= {
+            cand --lease 'Lease length; extended while CMD runs [default: the spool''s, 30s unless set by init]'
+            cand --backoff 'Delay before the first retry of a failed message; it doubles with each attempt'
+            cand --backoff-max 'Longest delay between retries'
+            cand --grace 'How long CMDs may run on after SIGTERM before they are killed'
+            cand -n 'Handle at most N messages, then exit'
+            cand --max 'Handle at most N messages, then exit'
+            cand --wait 'Keep waiting for messages until signalled, or until idle for DUR. The value needs the `=`, as in --wait=10m'
+            cand -j 'Run up to K CMDs at once; with 1, messages run one at a time in queue order'
+            cand --concurrency 'Run up to K CMDs at once; with 1, messages run one at a time in queue order'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -q 'No line per message; the summary only when something failed'
+            cand --quiet 'No line per message; the summary only when something failed'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'qspool;help'= {
             cand init 'Create a spool, or change its stored defaults'
             cand push 'Push messages: each TEXT is one message; with none, standard input is one message'
@@ -139,6 +158,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand list 'List messages, oldest first within each state, without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
             cand purge 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
+            cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'qspool;help;init'= {
@@ -162,6 +182,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool;help;dlq-replay'= {
         }
         &'qspool;help;purge'= {
+        }
+        &'qspool;help;work'= {
         }
         &'qspool;help;help'= {
         }

@@ -38,6 +38,7 @@ complete -c qspool -n "__fish_qspool_needs_command" -f -a "stats" -d 'Count mess
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "list" -d 'List messages, oldest first within each state, without reading a payload'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "dlq-replay" -d 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "purge" -d 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
+complete -c qspool -n "__fish_qspool_needs_command" -f -a "work" -d 'Run CMD once per message, with the payload on its standard input; CMD\'s exit code decides'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l max-attempts -d 'Leases a message may have before it is dead-lettered (at least 1)' -r
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l lease -d 'Default lease length, e.g. 30s, 5m, 1m30s' -r
@@ -52,6 +53,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand push" -s h -l help -d 'Pri
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l lease -d 'Lease length [default: the spool\'s, 30s unless set by init]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l receipt-file -d 'Also write the receipt (one per line with -n) to FILE' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -s n -l max -d 'Lease up to N messages (needs --json)' -r
+complete -c qspool -n "__fish_qspool_using_subcommand pop" -l wait -d 'Block until a message is visible: forever, or at most DUR (then exit 3). The value needs the `=`, as in --wait=30s' -r
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l json -d 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64'
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l ack -d 'Ack once the payload is written: at-most-once delivery'
@@ -83,15 +85,26 @@ complete -c qspool -n "__fish_qspool_using_subcommand purge" -s s -l spool -d 'T
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l done -d 'Purge done/ (acked messages)'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l dead -d 'Purge dead/ (dead-lettered messages)'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -s h -l help -d 'Print help'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "init" -d 'Create a spool, or change its stored defaults'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "push" -d 'Push messages: each TEXT is one message; with none, standard input is one message'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "pop" -d 'Lease the message that has been visible longest and print its payload'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "ack" -d 'Acknowledge leased messages: they are done and leave the queue'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "requeue" -d 'Give leases back early (a nack), or return every expired lease to the queue'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "extend" -d 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "bury" -d 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "stats" -d 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "list" -d 'List messages, oldest first within each state, without reading a payload'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "dlq-replay" -d 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "purge" -d 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c qspool -n "__fish_qspool_using_subcommand work" -l lease -d 'Lease length; extended while CMD runs [default: the spool\'s, 30s unless set by init]' -r
+complete -c qspool -n "__fish_qspool_using_subcommand work" -l backoff -d 'Delay before the first retry of a failed message; it doubles with each attempt' -r
+complete -c qspool -n "__fish_qspool_using_subcommand work" -l backoff-max -d 'Longest delay between retries' -r
+complete -c qspool -n "__fish_qspool_using_subcommand work" -l grace -d 'How long CMDs may run on after SIGTERM before they are killed' -r
+complete -c qspool -n "__fish_qspool_using_subcommand work" -s n -l max -d 'Handle at most N messages, then exit' -r
+complete -c qspool -n "__fish_qspool_using_subcommand work" -l wait -d 'Keep waiting for messages until signalled, or until idle for DUR. The value needs the `=`, as in --wait=10m' -r
+complete -c qspool -n "__fish_qspool_using_subcommand work" -s j -l concurrency -d 'Run up to K CMDs at once; with 1, messages run one at a time in queue order' -r
+complete -c qspool -n "__fish_qspool_using_subcommand work" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand work" -s q -l quiet -d 'No line per message; the summary only when something failed'
+complete -c qspool -n "__fish_qspool_using_subcommand work" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "init" -d 'Create a spool, or change its stored defaults'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "push" -d 'Push messages: each TEXT is one message; with none, standard input is one message'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "pop" -d 'Lease the message that has been visible longest and print its payload'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "ack" -d 'Acknowledge leased messages: they are done and leave the queue'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "requeue" -d 'Give leases back early (a nack), or return every expired lease to the queue'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "extend" -d 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "bury" -d 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "stats" -d 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "list" -d 'List messages, oldest first within each state, without reading a payload'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "dlq-replay" -d 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "purge" -d 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "work" -d 'Run CMD once per message, with the payload on its standard input; CMD\'s exit code decides'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

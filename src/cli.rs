@@ -9,9 +9,9 @@ use std::path::PathBuf;
 pub const EXIT_STATUS: &str = "\
 Exit status:
   0  success
-  1  error (I/O, missing spool, refused foreign file, failed write to standard output)
+  1  error (I/O, missing spool, refused foreign file, failed output); work: a CMD failed
   2  usage error, or a receipt or id outside qspool's name grammar (nothing was touched)
-  3  pop: nothing is visible
+  3  pop: nothing is visible, or --wait=DUR ran out
   4  a receipt whose lease is no longer held, or an id not where the command looks";
 
 /// A durable, crash-safe work queue in a directory: push, pop, ack.
@@ -45,6 +45,7 @@ pub enum Command {
     List(ListArgs),
     DlqReplay(DlqReplayArgs),
     Purge(PurgeArgs),
+    Work(WorkArgs),
 }
 
 /// Create a spool, or change its stored defaults.
@@ -105,7 +106,7 @@ pub struct PushArgs {
 #[command(after_help = "Examples:
   qspool pop --receipt-file r | ./worker && qspool ack \"$(cat r)\"
   qspool pop --json -n 10 --lease 5m
-  qspool pop --ack >> events.log")]
+  qspool pop --wait=30s --ack >> events.log")]
 pub struct PopArgs {
     /// Lease length [default: the spool's, 30s unless set by init]
     #[arg(long, value_name = "DUR", value_parser = duration::positive)]
@@ -128,6 +129,12 @@ pub struct PopArgs {
     /// Ack once the payload is written: at-most-once delivery
     #[arg(long)]
     pub ack: bool,
+
+    /// Block until a message is visible: forever, or at most DUR (then exit 3). The value needs
+    /// the `=`, as in --wait=30s
+    #[arg(long, value_name = "DUR", num_args = 0..=1, require_equals = true,
+          value_parser = duration::any)]
+    pub wait: Option<Option<u64>>,
 }
 
 /// Acknowledge leased messages: they are done and leave the queue.
@@ -284,6 +291,67 @@ pub struct PurgeArgs {
     /// Only messages that finished at least this long ago
     #[arg(long, value_name = "DUR", value_parser = duration::any, default_value = "0")]
     pub older_than: u64,
+}
+
+/// Run CMD once per message, with the payload on its standard input; CMD's exit code decides.
+///
+/// qspool holds each lease and extends it while CMD runs, so CMD never acks and may take as long
+/// as it needs. CMD exits 0: the message is acked. 100: it goes straight to dead/. Any other
+/// status, or death by a signal: it is requeued, visible again after the backoff (BASE x
+/// 2^(attempt-1), at most CAP), or dead-lettered after its last attempt. CMD's environment
+/// carries QSPOOL_ID, QSPOOL_ATTEMPT and QSPOOL_SPOOL; each CMD runs in its own process group.
+///
+/// Without --wait, work runs what is visible and exits. On SIGTERM, SIGINT or SIGHUP it takes
+/// no more messages and sends SIGTERM to the running CMDs; those still running after --grace
+/// are killed (SIGKILL, to the whole process group) and their messages released at once. A
+/// second signal ends the grace. One line per message goes to standard error, and a summary at the end.
+/// Exits 0 when every CMD exited 0, 1 when any failed, was killed or lost its lease.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool work -- ./resize-image --width 640
+  qspool work --wait -j 4 --lease 2m -- ./send-email
+  qspool work -n 1 --quiet -- sh -c 'curl -fsS -d @- https://example.org/hook'")]
+pub struct WorkArgs {
+    /// Lease length; extended while CMD runs [default: the spool's, 30s unless set by init]
+    #[arg(long, value_name = "DUR", value_parser = duration::positive)]
+    pub lease: Option<u64>,
+
+    /// Delay before the first retry of a failed message; it doubles with each attempt
+    #[arg(long, value_name = "BASE", value_parser = duration::any, default_value = "1s")]
+    pub backoff: u64,
+
+    /// Longest delay between retries
+    #[arg(long, value_name = "CAP", value_parser = duration::any, default_value = "5m")]
+    pub backoff_max: u64,
+
+    /// How long CMDs may run on after SIGTERM before they are killed
+    #[arg(long, value_name = "DUR", value_parser = duration::any, default_value = "30s")]
+    pub grace: u64,
+
+    /// Handle at most N messages, then exit
+    #[arg(short = 'n', long = "max", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Keep waiting for messages until signalled, or until idle for DUR. The value needs the
+    /// `=`, as in --wait=10m
+    #[arg(long, value_name = "DUR", num_args = 0..=1, require_equals = true,
+          value_parser = duration::any)]
+    pub wait: Option<Option<u64>>,
+
+    /// Run up to K CMDs at once; with 1, messages run one at a time in queue order
+    #[arg(short = 'j', long, value_name = "K", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+
+    /// No line per message; the summary only when something failed
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// The program to run for each message, and its arguments
+    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true,
+          allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
 }
 
 #[cfg(test)]

@@ -9,11 +9,12 @@ use std::fmt;
 pub enum Code {
     /// Success.
     Ok = 0,
-    /// An error: I/O, a missing spool, a refused foreign file, a write to standard output.
+    /// An error: I/O, a missing spool, a refused foreign file, a write to standard output; or
+    /// `work`: a CMD failed, was killed, or lost its lease.
     Error = 1,
     /// Usage error or malformed input (a receipt or id outside the name grammar).
     Usage = 2,
-    /// `pop`: nothing is visible.
+    /// `pop`: nothing is visible (after `--wait`, by the time it ran out).
     Empty = 3,
     /// A receipt whose lease is no longer held, or an id not where the command looks.
     NotFound = 4,
@@ -26,13 +27,16 @@ impl Code {
         (Code::Ok, "success"),
         (
             Code::Error,
-            "error (I/O, missing spool, refused foreign file, failed write to standard output)",
+            "error (I/O, missing spool, refused foreign file, failed output); work: a CMD failed",
         ),
         (
             Code::Usage,
             "usage error, or a receipt or id outside qspool's name grammar (nothing was touched)",
         ),
-        (Code::Empty, "pop: nothing is visible"),
+        (
+            Code::Empty,
+            "pop: nothing is visible, or --wait=DUR ran out",
+        ),
         (
             Code::NotFound,
             "a receipt whose lease is no longer held, or an id not where the command looks",

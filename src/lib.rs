@@ -5,7 +5,9 @@ mod cmd;
 pub mod duration;
 mod encode;
 pub mod exit;
+mod os;
 pub mod spool;
+mod wait;
 
 use anyhow::{Result, bail};
 use cli::{Cli, Command};
@@ -40,6 +42,7 @@ fn dispatch(cli: Cli) -> Result<Code> {
         Command::List(a) => cmd::list::run(&root, &a),
         Command::DlqReplay(a) => cmd::dlq_replay::run(&root, &a),
         Command::Purge(a) => cmd::purge::run(&root, &a),
+        Command::Work(a) => cmd::work::run(&root, &a),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod purge;
 pub mod push;
 pub mod requeue;
 pub mod stats;
+pub mod work;
 
 use crate::exit::Usage;
 use crate::spool::name::{Id, Leased};

@@ -3,8 +3,9 @@
 use crate::cli::PopArgs;
 use crate::encode::{Base64Encoder, Utf8Check, json_escape_into, rfc3339_ms, rfc3339_us};
 use crate::exit::{Code, NotFound, Usage};
-use crate::spool::ready::Lease;
+use crate::spool::ready::{Lease, Take};
 use crate::spool::{Spool, durable, now_ms};
+use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -35,22 +36,21 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
     }
     let spool = Spool::create(root)?;
     let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
-    // Reclaiming is a courtesy to the queue: a lease it cannot move is reported, and this pop
-    // still delivers what is ready.
-    let reclaimed = spool.reclaim_expired(now_ms(), &mut |e| crate::exit::report(&e));
-    if let Err(e) = reclaimed {
-        crate::exit::report(&e);
-    }
+    let waiter = args.wait.map(|limit| Waiter::new(&spool, limit));
 
     let mut leases = Vec::new();
     let taken = (|| -> Result<()> {
-        for _ in 0..args.count {
-            match spool.lease_next(now_ms(), lease_ms)? {
-                Some(l) => leases.push(l),
-                None => break,
+        loop {
+            let due = take(&spool, lease_ms, args.count, &mut leases)?;
+            match &waiter {
+                Some(w) if leases.is_empty() => {
+                    if !w.sleep(now_ms(), due).context("wait for a message")? {
+                        return Ok(());
+                    }
+                }
+                _ => return Ok(()),
             }
         }
-        Ok(())
     })();
     if let Err(e) = taken.and_then(|()| deliver(&spool, &leases, args)) {
         // Never keep a lease whose payload did not reach its reader: release it now (it counts
@@ -78,6 +78,27 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
         }
     }
     Ok(Code::Ok)
+}
+
+/// Reclaims expired leases, then leases up to `count` messages into `leases`. When it got
+/// none, returns when something may next become visible: a delayed message or a lease expiry.
+fn take(spool: &Spool, lease_ms: u64, count: u32, leases: &mut Vec<Lease>) -> Result<Option<u64>> {
+    // Reclaiming is a courtesy to the queue: a lease it cannot move is reported, and this pop
+    // still delivers what is ready.
+    let next_expiry = match spool.reclaim_expired(now_ms(), &mut |e| crate::exit::report(&e)) {
+        Ok(r) => r.next_expiry_ms,
+        Err(e) => {
+            crate::exit::report(&e);
+            None
+        }
+    };
+    while leases.len() < count as usize {
+        match spool.take(now_ms(), lease_ms)? {
+            Take::Leased(l) => leases.push(l),
+            Take::Nothing { next_ms } => return Ok(earliest(next_ms, next_expiry)),
+        }
+    }
+    Ok(None)
 }
 
 /// Removes a receipt file an earlier pop left. Only a regular file is removed: anything else

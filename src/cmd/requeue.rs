@@ -35,7 +35,10 @@ fn reclaim(root: &Path) -> Result<Code> {
     let spool = Spool::open(root)?;
     let mut out = std::io::stdout().lock();
     let mut tally = Tally::default();
-    for (id, to) in spool.reclaim_expired(now_ms(), &mut |e| tally.fail(e))? {
+    for (id, to) in spool
+        .reclaim_expired(now_ms(), &mut |e| tally.fail(e))?
+        .moved
+    {
         let what = match to {
             Released::Requeued { .. } => "requeued",
             Released::Dead => "dead",

@@ -43,6 +43,20 @@ pub fn is_visible(visible_ms: u64, now_ms: u64) -> bool {
     visible_ms <= now_ms
 }
 
+/// The delay before a failed message is visible again, after its attempt number `attempt`
+/// (1 for the first) failed: `base` × 2^(attempt−1), at most `cap`.
+pub fn backoff(attempt: u32, base_ms: u64, cap_ms: u64) -> u64 {
+    let doublings = attempt.saturating_sub(1);
+    let factor = 1u64.checked_shl(doublings).unwrap_or(u64::MAX);
+    base_ms.saturating_mul(factor).min(cap_ms)
+}
+
+/// How long after a lease is taken or extended it is extended again: a third of its length,
+/// so that two heartbeats can be late before it expires.
+pub fn heartbeat(lease_ms: u64) -> u64 {
+    (lease_ms / 3).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +89,29 @@ mod tests {
         assert!(is_expired(1000, 1000));
         assert!(is_visible(1000, 1000));
         assert!(!is_visible(1001, 1000));
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap() {
+        let delays: Vec<u64> = (1..=10).map(|n| backoff(n, 1_000, 300_000)).collect();
+        assert_eq!(
+            delays,
+            [
+                1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000
+            ]
+        );
+        assert_eq!(backoff(0, 1_000, 300_000), 1_000);
+        assert_eq!(backoff(64, 1_000, 300_000), 300_000);
+        assert_eq!(backoff(u32::MAX, u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(backoff(3, 0, 300_000), 0);
+        assert_eq!(backoff(1, 10_000, 5_000), 5_000);
+    }
+
+    #[test]
+    fn heartbeats_come_three_times_a_lease() {
+        assert_eq!(heartbeat(30_000), 10_000);
+        assert_eq!(heartbeat(1), 1);
+        assert_eq!(heartbeat(2), 1);
     }
 
     #[test]

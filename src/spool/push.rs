@@ -155,6 +155,8 @@ impl Batch {
                 return Err(e).with_context(|| format!("sync {}", path.display()));
             }
         }
+        // Waiting pops wake on this; best effort, as they look again on their own anyway.
+        let _ = crate::os::touch(&self.new_root);
         for id in self.pending.drain(..) {
             writeln!(out, "{id}").context("write ids to standard output")?;
         }

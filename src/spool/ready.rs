@@ -19,11 +19,21 @@ pub struct Lease {
     pub enqueued_us: u64,
 }
 
+/// What a look for the next message found.
+pub enum Take {
+    Leased(Lease),
+    /// Nothing is visible now. `next_ms`: when the earliest delayed message may become visible
+    /// (an instant no later than its visible-at); `None` when nothing is delayed either.
+    Nothing {
+        next_ms: Option<u64>,
+    },
+}
+
 /// What the walk found at its leftmost edge.
 enum Step {
     Leased(Box<Lease>),
-    /// The earliest remaining bucket starts after `now`: nothing is visible.
-    Future,
+    /// The earliest remaining bucket starts at this instant, after `now`: nothing is visible.
+    Future(u64),
     /// This subtree held nothing leasable.
     Exhausted,
 }
@@ -32,11 +42,21 @@ impl Spool {
     /// Leases the longest-visible message for `lease_ms`, or `None` when nothing is visible at
     /// `now`. Messages that have used up their attempts are dead-lettered on the way.
     pub fn lease_next(&self, now: u64, lease_ms: u64) -> Result<Option<Lease>> {
+        Ok(match self.take(now, lease_ms)? {
+            Take::Leased(l) => Some(l),
+            Take::Nothing { .. } => None,
+        })
+    }
+
+    /// Like `lease_next`, but when nothing is visible it also says when to look again: the
+    /// start of the first bucket in the future, which costs nothing more to find.
+    pub fn take(&self, now: u64, lease_ms: u64) -> Result<Take> {
         let new_root = self.dir(Dir::New);
-        match self.walk(&new_root, 0, 0, now, lease_ms, false)? {
-            Step::Leased(l) => Ok(Some(*l)),
-            Step::Future | Step::Exhausted => Ok(None),
-        }
+        Ok(match self.walk(&new_root, 0, 0, now, lease_ms, false)? {
+            Step::Leased(l) => Take::Leased(*l),
+            Step::Future(at) => Take::Nothing { next_ms: Some(at) },
+            Step::Exhausted => Take::Nothing { next_ms: None },
+        })
     }
 
     /// `settled`: `dir` had not changed for the grace period when its parent looked at it.
@@ -60,7 +80,7 @@ impl Spool {
         for (value, name) in children {
             let start = base + value * BUCKET_SPANS[level];
             if !lease::is_visible(start, now) {
-                return Ok(Step::Future);
+                return Ok(Step::Future(start));
             }
             let child = dir.join(&name);
             // A bucket must be a real directory: a symlink could lead the walk out of the spool

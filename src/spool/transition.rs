@@ -10,6 +10,13 @@ use super::{Dir, Spool, now_ms};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
+/// What `reclaim_expired` did, and when the next lease it saw will expire.
+#[derive(Debug, Default)]
+pub struct Reclaimed {
+    pub moved: Vec<(Id, Released)>,
+    pub next_expiry_ms: Option<u64>,
+}
+
 /// Where a released lease went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Released {
@@ -62,6 +69,26 @@ impl Spool {
         }
     }
 
+    /// Gives a lease back as if it had never been taken: the attempt is not counted and the
+    /// message is visible at once. Only for a lease whose payload reached nobody (its CMD could
+    /// not be started). `false` when the lease is no longer held.
+    pub fn unlease(&self, r: &Leased) -> Result<bool> {
+        let ready = Ready {
+            id: r.id.clone(),
+            attempts: r.attempt.saturating_sub(1),
+            visible_ms: now_ms(),
+        };
+        let src = self.leased_path(r);
+        if !self.check_source(&src)? {
+            return Ok(false);
+        }
+        match self.rename_to_new(&src, &ready) {
+            Ok(()) => Ok(true),
+            Err(e) if is_missing(&e) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("give back {}", src.display())),
+        }
+    }
+
     /// Replaces a lease by a new one expiring `lease_ms` from now. The old receipt dies with it.
     pub fn extend(&self, r: &Leased, lease_ms: u64) -> Result<Option<Leased>> {
         let next = Leased {
@@ -101,14 +128,18 @@ impl Spool {
         &self,
         now: u64,
         failed: &mut dyn FnMut(anyhow::Error),
-    ) -> Result<Vec<(Id, Released)>> {
+    ) -> Result<Reclaimed> {
         let dir = self.dir(Dir::Leased);
-        let mut moved = Vec::new();
+        let mut done = Reclaimed::default();
         for name in list_names(&dir)? {
             let Ok(r) = Leased::parse(&name) else {
                 continue;
             };
             if !lease::is_expired(r.expires_ms, now) {
+                done.next_expiry_ms = Some(
+                    done.next_expiry_ms
+                        .map_or(r.expires_ms, |t| t.min(r.expires_ms)),
+                );
                 continue;
             }
             // A foreign file under a lease-shaped name is reported by `stats`, never moved.
@@ -116,12 +147,18 @@ impl Spool {
                 continue;
             }
             match self.release(&r, 0) {
-                Ok(Some(to)) => moved.push((r.id, to)),
+                Ok(Some(to)) => done.moved.push((r.id, to)),
                 Ok(None) => {}
                 Err(e) => failed(e.context(format!("reclaim expired lease of {}", r.id))),
             }
         }
-        Ok(moved)
+        Ok(done)
+    }
+
+    /// Rings the doorbell: touches `new/`, which waiting pops watch, after a message went in.
+    /// Best effort: a waiter that misses it still looks again within `wait::RECHECK`.
+    pub(crate) fn ring(&self) {
+        let _ = crate::os::touch(&self.dir(Dir::New));
     }
 
     fn dead_path(&self, id: &Id, attempts: u32) -> PathBuf {
@@ -167,8 +204,9 @@ impl Spool {
             &ready.to_string(),
             true,
             None,
-        )
-        .map(|_| ())
+        )?;
+        self.ring();
+        Ok(())
     }
 }
 

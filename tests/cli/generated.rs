@@ -23,6 +23,40 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "HOME",
         "Without XDG_STATE_HOME, the default spool is $HOME/.local/state/qspool/default.",
     ),
+    (
+        "QSPOOL_ID, QSPOOL_ATTEMPT, QSPOOL_SPOOL",
+        "Set by work in each CMD's environment; see qspool-work(1).",
+    ),
+];
+
+/// What `work` puts in each CMD's environment, for its own page.
+const WORK_ENVIRONMENT: &[(&str, &str)] = &[
+    ("QSPOOL_ID", "The message's id, the same on every attempt."),
+    (
+        "QSPOOL_ATTEMPT",
+        "Which lease of the message this is: 1 the first time, 2 on the first retry.",
+    ),
+    ("QSPOOL_SPOOL", "The spool's absolute path."),
+];
+
+/// How `work` treats CMD's exit status and qspool's signals, for its own page.
+const WORK_STATUS: &[(&str, &str)] = &[
+    ("CMD exits 0", "The message is acked."),
+    (
+        "CMD exits 100",
+        "A permanent failure: the message goes to dead/ at once.",
+    ),
+    (
+        "any other exit, or a signal",
+        "The message is requeued, visible again after the backoff, or goes to dead/ after its \
+         last attempt.",
+    ),
+    (
+        "SIGTERM, SIGINT or SIGHUP to qspool",
+        "No more messages are taken; running CMDs get SIGTERM and may finish within --grace. \
+         Then their process groups get SIGKILL and their messages are released at once. A \
+         second signal ends the grace.",
+    ),
 ];
 
 const FILES: &[(&str, &str)] = &[
@@ -55,7 +89,9 @@ qspool push 'resize /srv/img/42.png'
 qspool pop --receipt-file r | ./worker && qspool ack \"$(cat r)\"
 seq 1000 | qspool push --lines
 qspool stats --json
-*/5 * * * * qspool requeue --expired";
+*/5 * * * * qspool requeue --expired
+qspool pop --wait=30s --json
+qspool work --wait -j 4 -- ./send-email";
 
 fn section(roff: &mut Roff, title: &str) {
     roff.control("SH", [title]);
@@ -116,6 +152,12 @@ fn render(man: &Man, cmd: &clap::Command, top: bool) -> Vec<u8> {
             .map(ToString::to_string)
             .unwrap_or_default();
         let body = after.strip_prefix("Examples:\n").unwrap_or(&after);
+        if cmd.get_name() == "work" {
+            section(&mut roff, "CMD AND SIGNALS");
+            tagged(&mut roff, WORK_STATUS);
+            section(&mut roff, "ENVIRONMENT");
+            tagged(&mut roff, WORK_ENVIRONMENT);
+        }
         examples(&mut roff, body);
         exit_status(&mut roff);
         section(&mut roff, "SEE ALSO");

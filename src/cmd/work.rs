@@ -1,0 +1,603 @@
+//! `qspool work`: run CMD once per message, hold its lease while CMD runs, and settle the
+//! message by CMD's exit status.
+//!
+//! One thread, one loop: signals (SIGCHLD among them) arrive through a signalfd, the doorbell
+//! through inotify, and heartbeats and kill deadlines are poll time-outs. Nothing here sleeps
+//! while a child needs attention.
+
+use crate::cli::WorkArgs;
+use crate::exit::{Code, report, say};
+use crate::os::{self, Signals};
+use crate::spool::name::Leased;
+use crate::spool::ready::{Lease, Take};
+use crate::spool::transition::Released;
+use crate::spool::{Spool, durable, lease, now_ms};
+use crate::wait::{Waiter, earliest};
+use anyhow::{Context, Result, anyhow};
+use std::ffi::OsString;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The exit status by which CMD says a message can never succeed: it goes to `dead/` at once
+/// (qmail's convention).
+pub const PERMANENT_FAILURE: i32 = 100;
+
+pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
+    // Blocked before anything else, so that a signal that comes early is held for the loop
+    // rather than killing qspool between a lease and its CMD.
+    let signals = Signals::block(&[os::SIGTERM, os::SIGINT, os::SIGHUP, os::SIGCHLD])
+        .context("block signals")?;
+    let spool = Spool::create(root)?;
+    let spool_dir = std::path::absolute(root)
+        .with_context(|| format!("resolve spool path {}", root.display()))?;
+    let waiter = args.wait.map(|_| Waiter::new(&spool, None));
+    let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
+    let mut work = Work {
+        spool,
+        spool_dir,
+        args,
+        lease_ms,
+        jobs: Vec::new(),
+        started: 0,
+        tally: Tally::default(),
+        stopping: false,
+        broken: false,
+    };
+    work.run(&signals, waiter.as_ref())?;
+    work.tally.summarize(args.quiet);
+    Ok(if work.tally.all_ok() && !work.broken {
+        Code::Ok
+    } else {
+        Code::Error
+    })
+}
+
+/// A CMD running for one leased message.
+struct Job {
+    child: Child,
+    /// The current lease: each heartbeat replaces it.
+    lease: Leased,
+    started: Instant,
+    next_beat_ms: u64,
+    /// When SIGKILL goes to its process group, once it has been asked to stop.
+    kill_at: Option<Instant>,
+    /// The lease was lost: the message belongs to someone else, whatever CMD does now.
+    lost: bool,
+    /// It got SIGKILL from qspool.
+    killed: bool,
+}
+
+impl Job {
+    fn pgid(&self) -> u32 {
+        // Each CMD leads its own process group.
+        self.child.id()
+    }
+
+    fn signal(&self, signal: i32) {
+        if let Err(e) = os::kill_group(self.pgid(), signal) {
+            report(&anyhow!(e).context(format!(
+                "signal process group {} of {}",
+                self.pgid(),
+                self.lease.id
+            )));
+        }
+    }
+
+    fn line(&self, what: &str) {
+        say(&format!(
+            "{} attempt {}: {what}",
+            self.lease.id, self.lease.attempt
+        ));
+    }
+}
+
+/// What became of the messages, for the summary and the exit status.
+#[derive(Default)]
+struct Tally {
+    acked: u64,
+    retried: u64,
+    dead: u64,
+    killed: u64,
+    lost: u64,
+    /// CMDs that did not exit 0, whatever became of their message.
+    failed: u64,
+}
+
+impl Tally {
+    fn total(&self) -> u64 {
+        self.acked + self.retried + self.dead + self.killed + self.lost
+    }
+
+    fn all_ok(&self) -> bool {
+        self.failed == 0 && self.killed == 0 && self.lost == 0
+    }
+
+    fn summarize(&self, quiet: bool) {
+        if quiet && self.all_ok() {
+            return;
+        }
+        let mut parts = vec![format!("{} acked", self.acked)];
+        for (n, what) in [
+            (self.retried, "requeued"),
+            (self.dead, "dead-lettered"),
+            (self.killed, "killed at shutdown"),
+            (self.lost, "lease lost"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        let total = self.total();
+        let noun = if total == 1 { "message" } else { "messages" };
+        say(&format!("work: {total} {noun}: {}", parts.join(", ")));
+    }
+}
+
+/// What one look at the queue found.
+struct Look {
+    /// Nothing more was visible.
+    empty: bool,
+    /// When something may next become visible: a delayed message or a lease expiry.
+    due_ms: Option<u64>,
+}
+
+struct Work<'a> {
+    spool: Spool,
+    spool_dir: PathBuf,
+    args: &'a WorkArgs,
+    lease_ms: u64,
+    jobs: Vec<Job>,
+    /// Messages leased so far, against `-n`.
+    started: u64,
+    tally: Tally,
+    /// A signal came: no more messages are taken.
+    stopping: bool,
+    /// The spool or CMD failed in a way no retry fixes: no more messages are taken.
+    broken: bool,
+}
+
+impl Work<'_> {
+    fn run(&mut self, signals: &Signals, waiter: Option<&Waiter>) -> Result<()> {
+        let idle_limit = self.args.wait.flatten().map(Duration::from_millis);
+        let mut idle_since: Option<Instant> = None;
+        let mut due_ms = None;
+        loop {
+            let mut empty = false;
+            if self.may_take() {
+                match self.fill() {
+                    Ok(look) => {
+                        empty = look.empty;
+                        due_ms = look.due_ms;
+                    }
+                    Err(e) => {
+                        report(&e);
+                        self.broken = true;
+                    }
+                }
+            }
+            let mut sleep: Option<Duration> = None;
+            if self.jobs.is_empty() {
+                if !self.may_take() || (empty && waiter.is_none()) {
+                    return Ok(());
+                }
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if let Some(limit) = idle_limit {
+                    let idle = since.elapsed();
+                    if idle >= limit {
+                        return Ok(());
+                    }
+                    sleep = Some(limit - idle);
+                }
+            } else {
+                idle_since = None;
+            }
+
+            let bell = match waiter {
+                Some(w) if self.may_take() => Some(w),
+                _ => None,
+            };
+            if let Some(w) = bell {
+                sleep = min_sleep(sleep, w.timeout(now_ms(), due_ms));
+            }
+            sleep = min_sleep(sleep, self.next_deadline());
+            let mut fds: Vec<BorrowedFd<'_>> = vec![signals.as_fd()];
+            fds.extend(bell.and_then(Waiter::fd));
+            os::poll(&fds, sleep).context("wait for CMDs and messages")?;
+            if let Some(w) = bell {
+                w.drain();
+            }
+
+            for s in signals.take().context("read signals")? {
+                if s != os::SIGCHLD {
+                    self.shut_down();
+                }
+            }
+            self.reap();
+            self.heartbeat();
+            self.kill_overdue();
+        }
+    }
+
+    fn may_take(&self) -> bool {
+        !self.stopping
+            && !self.broken
+            && self.jobs.len() < self.args.concurrency as usize
+            && self.started < self.args.count.unwrap_or(u64::MAX)
+    }
+
+    /// Leases messages and starts their CMDs until every slot is busy or nothing is visible.
+    fn fill(&mut self) -> Result<Look> {
+        // As in pop: reclaiming is a courtesy, and a lease that cannot be moved is reported
+        // without holding up this worker.
+        let next_expiry = match self.spool.reclaim_expired(now_ms(), &mut |e| report(&e)) {
+            Ok(r) => r.next_expiry_ms,
+            Err(e) => {
+                report(&e);
+                None
+            }
+        };
+        while self.may_take() {
+            match self.spool.take(now_ms(), self.lease_ms)? {
+                Take::Leased(l) => {
+                    self.started += 1;
+                    self.start(l)?;
+                }
+                Take::Nothing { next_ms } => {
+                    return Ok(Look {
+                        empty: true,
+                        due_ms: earliest(next_ms, next_expiry),
+                    });
+                }
+            }
+        }
+        Ok(Look {
+            empty: false,
+            due_ms: next_expiry,
+        })
+    }
+
+    /// Starts CMD for a message just leased, its payload file as standard input.
+    fn start(&mut self, l: Lease) -> Result<()> {
+        let leased = l.leased;
+        let path = self.spool.leased_path(&leased);
+        let file = match durable::open_message(&path) {
+            Ok(f) => f,
+            Err(e) if durable::is_missing(&e) => {
+                // Only a lease shorter than the time this took can be gone already.
+                say(&format!(
+                    "{} attempt {}: lease expired before CMD could start; use a longer --lease",
+                    leased.id, leased.attempt
+                ));
+                self.tally.lost += 1;
+                return Ok(());
+            }
+            Err(e) => {
+                let _ = self.spool.unlease(&leased);
+                return Err(e).with_context(|| format!("open {}", path.display()));
+            }
+        };
+        os::set_blocking(&file).with_context(|| format!("open {}", path.display()))?;
+        let (program, cmd_args) = self.args.command.split_first().context("no CMD to run")?;
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(cmd_args)
+            .stdin(Stdio::from(file))
+            .env("QSPOOL_ID", leased.id.as_str())
+            .env("QSPOOL_ATTEMPT", leased.attempt.to_string())
+            .env("QSPOOL_SPOOL", &self.spool_dir)
+            .process_group(0);
+        os::unblock_signals_in_child(&mut cmd);
+        match cmd.spawn() {
+            Ok(child) => {
+                self.jobs.push(Job {
+                    child,
+                    next_beat_ms: now_ms() + lease::heartbeat(self.lease_ms),
+                    lease: leased,
+                    started: Instant::now(),
+                    kill_at: None,
+                    lost: false,
+                    killed: false,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                // CMD never saw the message: give it back untouched, attempt not counted, so
+                // that a mistyped CMD cannot use up the attempts of a whole queue.
+                self.started -= 1;
+                let back = match self.spool.unlease(&leased) {
+                    Ok(true) => "given back untouched".to_owned(),
+                    Ok(false) => "its lease was lost meanwhile".to_owned(),
+                    Err(e) => format!("not given back ({e:#}); it returns when its lease expires"),
+                };
+                Err(anyhow!(e).context(format!(
+                    "run {} for {} ({back})",
+                    describe(program),
+                    leased.id
+                )))
+            }
+        }
+    }
+
+    /// SIGTERM or SIGINT: take no more messages and ask every CMD to stop. A second signal
+    /// ends the grace at once.
+    fn shut_down(&mut self) {
+        let now = Instant::now();
+        if self.stopping {
+            for job in &mut self.jobs {
+                job.kill_at = Some(now);
+            }
+            return;
+        }
+        self.stopping = true;
+        let grace = Duration::from_millis(self.args.grace);
+        for job in &mut self.jobs {
+            job.signal(os::SIGTERM);
+            let at = now + grace;
+            job.kill_at = Some(job.kill_at.map_or(at, |k| k.min(at)));
+        }
+    }
+
+    /// Settles every job whose CMD has exited.
+    fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.jobs.len() {
+            match self.jobs[i].child.try_wait() {
+                Ok(Some(status)) => {
+                    let job = self.jobs.swap_remove(i);
+                    self.settle(job, status);
+                }
+                Ok(None) => i += 1,
+                Err(e) => {
+                    let job = self.jobs.swap_remove(i);
+                    report(&anyhow!(e).context(format!("wait for the CMD of {}", job.lease.id)));
+                    self.broken = true;
+                }
+            }
+        }
+        // Keep queue order among the running: swap_remove shuffles them.
+        self.jobs.sort_by_key(|j| j.started);
+    }
+
+    fn settle(&mut self, job: Job, status: ExitStatus) {
+        let secs = job.started.elapsed();
+        let how = format!("{} after {}", exit_text(status), seconds(secs));
+        if job.lost {
+            job.line(&format!(
+                "{how}; its lease was lost, so the message was left to its new holder"
+            ));
+            self.tally.lost += 1;
+            self.tally.failed += u64::from(!status.success());
+            return;
+        }
+        if job.killed {
+            let grace = crate::duration::format_ms(self.args.grace);
+            match self.spool.release(&job.lease, 0) {
+                Ok(Some(to)) => {
+                    job.line(&format!(
+                        "{how}: killed after the {grace} grace; {}",
+                        released(&to, &job, 0)
+                    ));
+                    self.tally.killed += 1;
+                }
+                Ok(None) => self.lost_at_end(&job, &how),
+                Err(e) => self.failed_to_settle(&job, e),
+            }
+            return;
+        }
+        match status.code() {
+            Some(0) => match self.spool.ack(&job.lease) {
+                Ok(true) => {
+                    if !self.args.quiet {
+                        job.line(&format!("{how}; acked"));
+                    }
+                    self.tally.acked += 1;
+                }
+                Ok(false) => self.lost_at_end(&job, &how),
+                Err(e) => self.failed_to_settle(&job, e),
+            },
+            Some(PERMANENT_FAILURE) => {
+                self.tally.failed += 1;
+                match self.spool.bury(&job.lease) {
+                    Ok(true) => {
+                        if !self.args.quiet {
+                            job.line(&format!("{how}; dead-lettered (permanent failure)"));
+                        }
+                        self.tally.dead += 1;
+                    }
+                    Ok(false) => self.lost_at_end(&job, &how),
+                    Err(e) => self.failed_to_settle(&job, e),
+                }
+            }
+            _ => {
+                self.tally.failed += 1;
+                let delay =
+                    lease::backoff(job.lease.attempt, self.args.backoff, self.args.backoff_max);
+                match self.spool.release(&job.lease, delay) {
+                    Ok(Some(to)) => {
+                        if !self.args.quiet {
+                            job.line(&format!("{how}; {}", released(&to, &job, delay)));
+                        }
+                        match to {
+                            Released::Requeued { .. } => self.tally.retried += 1,
+                            Released::Dead => self.tally.dead += 1,
+                        }
+                    }
+                    Ok(None) => self.lost_at_end(&job, &how),
+                    Err(e) => self.failed_to_settle(&job, e),
+                }
+            }
+        }
+    }
+
+    /// The lease was gone when CMD's answer came: the message is someone else's now.
+    fn lost_at_end(&mut self, job: &Job, how: &str) {
+        job.line(&format!(
+            "{how}; but its lease was lost first, so the message will be delivered again"
+        ));
+        self.tally.lost += 1;
+    }
+
+    fn failed_to_settle(&mut self, job: &Job, e: anyhow::Error) {
+        report(&e.context(format!(
+            "settle {} attempt {}; it returns when its lease expires",
+            job.lease.id, job.lease.attempt
+        )));
+        self.tally.lost += 1;
+        self.broken = true;
+    }
+
+    /// Extends each lease that is due, and stops the CMDs whose lease turns out to be lost.
+    fn heartbeat(&mut self) {
+        let grace = Duration::from_millis(self.args.grace);
+        let beat = lease::heartbeat(self.lease_ms);
+        for job in &mut self.jobs {
+            let now = now_ms();
+            if job.lost || job.next_beat_ms > now {
+                continue;
+            }
+            match self.spool.extend(&job.lease, self.lease_ms) {
+                Ok(Some(next)) => {
+                    job.lease = next;
+                    job.next_beat_ms = now + beat;
+                }
+                Ok(None) => {
+                    job.line(&format!(
+                        "lease lost after {}; another worker may have the message now, so CMD \
+                         gets SIGTERM and the message is neither acked nor requeued",
+                        seconds(job.started.elapsed())
+                    ));
+                    job.lost = true;
+                    job.signal(os::SIGTERM);
+                    let at = Instant::now() + grace;
+                    job.kill_at = Some(job.kill_at.map_or(at, |k| k.min(at)));
+                }
+                Err(e) => {
+                    // The lease still has two heartbeats' worth of time: try again then.
+                    report(&e.context(format!("extend the lease of {}", job.lease.id)));
+                    job.next_beat_ms = now + beat;
+                }
+            }
+        }
+    }
+
+    /// SIGKILL to each CMD whose grace has run out.
+    fn kill_overdue(&mut self) {
+        let now = Instant::now();
+        for job in &mut self.jobs {
+            if !job.killed && job.kill_at.is_some_and(|at| at <= now) {
+                job.signal(os::SIGKILL);
+                job.killed = true;
+            }
+        }
+    }
+
+    /// How long until the next heartbeat or kill is due.
+    fn next_deadline(&self) -> Option<Duration> {
+        let now_wall = now_ms();
+        let now = Instant::now();
+        let mut next: Option<Duration> = None;
+        for job in &self.jobs {
+            if !job.lost {
+                let beat = Duration::from_millis(job.next_beat_ms.saturating_sub(now_wall));
+                next = min_sleep(next, Some(beat));
+            }
+            if let (false, Some(at)) = (job.killed, job.kill_at) {
+                next = min_sleep(next, Some(at.saturating_duration_since(now)));
+            }
+        }
+        next
+    }
+}
+
+/// The shorter of two sleeps, where `None` is no limit.
+fn min_sleep(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Where a released message went; `delay_ms` is the backoff it was given.
+fn released(to: &Released, job: &Job, delay_ms: u64) -> String {
+    match to {
+        Released::Requeued { .. } if delay_ms == 0 => "requeued".into(),
+        Released::Requeued { .. } => {
+            format!(
+                "requeued, retry in {}",
+                crate::duration::format_ms(delay_ms)
+            )
+        }
+        Released::Dead => format!(
+            "dead-lettered after its last attempt ({})",
+            job.lease.attempt
+        ),
+    }
+}
+
+/// `exit 3`, or `killed by SIGSEGV`.
+fn exit_text(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(sig)) => format!("killed by {}", signal_name(sig)),
+        _ => "ended".into(),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return format!("signal {sig}"),
+    };
+    name.into()
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+fn describe(program: &OsString) -> String {
+    format!("{:?}", program.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_have_their_names() {
+        assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
+        assert_eq!(signal_name(64), "signal 64");
+        assert_eq!(exit_text(ExitStatus::from_raw(3 << 8)), "exit 3");
+        assert_eq!(
+            exit_text(ExitStatus::from_raw(libc::SIGSEGV)),
+            "killed by SIGSEGV"
+        );
+    }
+
+    #[test]
+    fn sleeps_take_the_shorter_limit() {
+        let s = |ms| Some(Duration::from_millis(ms));
+        assert_eq!(min_sleep(None, None), None);
+        assert_eq!(min_sleep(s(5), None), s(5));
+        assert_eq!(min_sleep(None, s(7)), s(7));
+        assert_eq!(min_sleep(s(9), s(7)), s(7));
+    }
+}

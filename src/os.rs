@@ -1,0 +1,240 @@
+//! The Linux calls std does not wrap, for waiting and for running CMDs: signalfd, inotify,
+//! poll, process-group signals, and touching a directory's times.
+//!
+//! This is the one module outside `spool::durable` allowed `unsafe`: every block is a single
+//! libc call on values this module owns, and each call's result is checked here.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+pub use libc::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM};
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// Signals delivered as readable data instead of handlers: the process blocks them, and a
+/// poll on this descriptor says when one is pending. The mask is per thread, so this must be
+/// made before any thread is started; children get an empty mask back from std's spawn.
+pub struct Signals {
+    fd: OwnedFd,
+}
+
+impl Signals {
+    pub fn block(signals: &[libc::c_int]) -> io::Result<Signals> {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        unsafe {
+            check(libc::sigemptyset(set.as_mut_ptr()))?;
+            for &s in signals {
+                check(libc::sigaddset(set.as_mut_ptr(), s))?;
+            }
+        }
+        let set = unsafe { set.assume_init() };
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let fd =
+            check(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
+        Ok(Signals {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// The signals pending now, in arrival order (each standard signal at most once).
+    pub fn take(&self) -> io::Result<Vec<libc::c_int>> {
+        let mut got = Vec::new();
+        let size = size_of::<libc::signalfd_siginfo>();
+        loop {
+            let mut info = std::mem::MaybeUninit::<libc::signalfd_siginfo>::uninit();
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock => Ok(got),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => Err(e),
+                };
+            }
+            if n as usize != size {
+                return Ok(got);
+            }
+            got.push(unsafe { info.assume_init() }.ssi_signo as libc::c_int);
+        }
+    }
+}
+
+impl AsFd for Signals {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Makes `cmd`'s child start with no signal blocked. `Signals::block` blocks them in qspool,
+/// and a child inherits the mask: a CMD that blocked SIGTERM could never be asked to stop.
+pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // Safety: runs between fork and exec, and calls only sigemptyset and sigprocmask, both
+    // async-signal-safe; it touches no memory of the parent's but its own stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            check(libc::sigemptyset(set.as_mut_ptr()))?;
+            check(libc::sigprocmask(
+                libc::SIG_SETMASK,
+                set.as_ptr(),
+                std::ptr::null_mut(),
+            ))?;
+            Ok(())
+        });
+    }
+}
+
+/// An inotify watch on one directory's own attribute changes: the doorbell writers ring by
+/// touching the directory (see `touch`).
+pub struct DirWatch {
+    fd: OwnedFd,
+}
+
+impl DirWatch {
+    pub fn new(dir: &Path) -> io::Result<DirWatch> {
+        let fd = check(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let c = c_path(dir)?;
+        let mask = libc::IN_ATTRIB | libc::IN_ONLYDIR | libc::IN_DONT_FOLLOW;
+        check(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) })?;
+        Ok(DirWatch { fd })
+    }
+
+    /// Reads and discards every pending event: a waiter only needs to know that one came.
+    pub fn drain(&self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                continue;
+            }
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+    }
+}
+
+impl AsFd for DirWatch {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes (`None`: no limit). Returns which
+/// are readable; all `false` after a time-out or an interrupting signal.
+pub fn poll(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut set: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // Rounded up, so that a wake-up is never early by a fraction of a millisecond.
+    let ms = timeout.map_or(-1, |t| {
+        t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int
+    });
+    let rc = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(set.iter().map(|p| rc > 0 && p.revents != 0).collect())
+}
+
+/// Sends `signal` to every process in the group `pgid`. A group that is already gone is no
+/// error: what the signal was for has happened.
+pub fn kill_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no such process group",
+        ));
+    };
+    if pgid <= 1 {
+        // Never -0 (our own group) or -1 (every process we may signal).
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no such process group",
+        ));
+    }
+    match check(unsafe { libc::kill(-pgid, signal) }) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        r => r.map(|_| ()),
+    }
+}
+
+/// Sets a directory's times to now, as `touch` does. Write permission is enough (no ownership
+/// needed), so every user who may push to a shared spool may ring its doorbell.
+pub fn touch(path: &Path) -> io::Result<()> {
+    let c = c_path(path)?;
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            std::ptr::null(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// Clears O_NONBLOCK, which messages are opened with (so that a FIFO planted in the spool
+/// cannot block the open): a CMD reading its standard input must see an ordinary file.
+pub fn set_blocking(file: &File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) }).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_touch_rings_a_watch_and_a_timeout_is_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = DirWatch::new(dir.path()).unwrap();
+        let quiet = poll(&[watch.as_fd()], Some(Duration::from_millis(1))).unwrap();
+        assert_eq!(quiet, [false]);
+        touch(dir.path()).unwrap();
+        let rung = poll(&[watch.as_fd()], Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(rung, [true]);
+        watch.drain();
+        let drained = poll(&[watch.as_fd()], Some(Duration::ZERO)).unwrap();
+        assert_eq!(drained, [false]);
+    }
+
+    #[test]
+    fn groups_zero_and_one_are_refused() {
+        assert!(kill_group(0, 0).is_err());
+        assert!(kill_group(1, 0).is_err());
+        assert!(kill_group(u32::MAX, 0).is_err());
+    }
+}
