@@ -17,7 +17,13 @@ mod init;
 mod pop;
 #[path = "cli/push.rs"]
 mod push;
+#[path = "cli/recipes.rs"]
+mod recipes;
 #[path = "cli/requeue.rs"]
 mod requeue;
 #[path = "cli/stats.rs"]
 mod stats;
+#[path = "cli/wait.rs"]
+mod wait;
+#[path = "cli/work.rs"]
+mod work;
