@@ -55,6 +55,8 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Keep the messages invisible for this long, e.g. 90s, 1h')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Each argument names a file; the file''s contents is one message')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Each argument names a file; the file''s contents is one message')
             [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'Each line of standard input is one message (empty lines skipped), pushed as one batch')
             [CompletionResult]::new('-0', '-0', [CompletionResultType]::ParameterName, 'Like --lines, with NUL-separated input, as xargs -0 reads it')
             [CompletionResult]::new('--null', '--null', [CompletionResultType]::ParameterName, 'Like --lines, with NUL-separated input, as xargs -0 reads it')

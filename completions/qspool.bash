@@ -535,7 +535,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__push)
-            opts="-0 -s -h --lines --null --delay --no-sync --spool --help"
+            opts="-f -0 -s -h --file --lines --null --delay --no-sync --spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

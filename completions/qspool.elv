@@ -50,6 +50,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --delay 'Keep the messages invisible for this long, e.g. 90s, 1h'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -f 'Each argument names a file; the file''s contents is one message'
+            cand --file 'Each argument names a file; the file''s contents is one message'
             cand --lines 'Each line of standard input is one message (empty lines skipped), pushed as one batch'
             cand -0 'Like --lines, with NUL-separated input, as xargs -0 reads it'
             cand --null 'Like --lines, with NUL-separated input, as xargs -0 reads it'

@@ -46,6 +46,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand init" -s s -l spool -d 'Th
 complete -c qspool -n "__fish_qspool_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l delay -d 'Keep the messages invisible for this long, e.g. 90s, 1h' -r
 complete -c qspool -n "__fish_qspool_using_subcommand push" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand push" -s f -l file -d 'Each argument names a file; the file\'s contents is one message'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l lines -d 'Each line of standard input is one message (empty lines skipped), pushed as one batch'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -s 0 -l null -d 'Like --lines, with NUL-separated input, as xargs -0 reads it'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l no-sync -d 'Skip the fsyncs: faster, but a crash may lose messages whose ids were printed'

@@ -69,16 +69,21 @@ pub struct InitArgs {
 /// Push messages: each TEXT is one message; with none, standard input is one message.
 ///
 /// Prints the id of each message once it is durable (file fsync, rename, directory fsync), one
-/// per line, in order. Payloads are binary-safe, of any size, and may be empty.
+/// per line, in order. Payloads are binary-safe, of any size, and may be empty. Messages pushed
+/// by one command share their directory fsyncs.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool push 'send welcome mail to ada@example.org'
   tar c ./report | qspool push
-  seq 1000 | qspool push --lines --delay 5m")]
+  find incoming -name '*.json' -print0 | xargs -0 -r qspool push --file")]
 pub struct PushArgs {
-    /// Messages to push, one per argument
+    /// Messages to push, one per argument (with --file, the files whose contents to push)
     #[arg(value_name = "TEXT", conflicts_with_all = ["lines", "null"])]
     pub text: Vec<OsString>,
+
+    /// Each argument names a file; the file's contents is one message
+    #[arg(short, long, requires = "text")]
+    pub file: bool,
 
     /// Each line of standard input is one message (empty lines skipped), pushed as one batch
     #[arg(long, conflicts_with = "null")]

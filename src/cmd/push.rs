@@ -23,6 +23,17 @@ pub fn run(root: &Path, args: &PushArgs) -> Result<Code> {
 }
 
 fn add_all(batch: &mut Batch, out: &mut dyn io::Write, args: &PushArgs) -> Result<()> {
+    if args.file {
+        for path in &args.text {
+            let shown = Path::new(path).display().to_string();
+            let mut file = std::fs::File::open(path).with_context(|| format!("open {shown}"))?;
+            batch.add(&mut file, &shown, args.delay)?;
+            if batch.commit_due() {
+                batch.commit(out)?;
+            }
+        }
+        return Ok(());
+    }
     if !args.text.is_empty() {
         for (i, text) in args.text.iter().enumerate() {
             batch.add(
