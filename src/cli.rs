@@ -353,8 +353,8 @@ pub struct WorkArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// The program to run for each message, and its arguments
-    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true,
+    /// The program to run for each message, and its arguments, after `--`
+    #[arg(value_name = "CMD", required = true, num_args = 1.., last = true,
           allow_hyphen_values = true)]
     pub command: Vec<OsString>,
 }

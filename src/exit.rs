@@ -151,6 +151,8 @@ pub fn parse_failure(err: &clap::Error) -> Code {
 /// the subcommand `args` name, if they name one.
 pub fn usage_line(err: &clap::Error, args: impl IntoIterator<Item = OsString>) -> String {
     use clap::error::ErrorKind;
+    let args: Vec<OsString> = args.into_iter().collect();
+    let tip = equals_tip(err, &args);
     let help = format!("(see '{} --help')", command_path(args));
     if matches!(
         err.kind(),
@@ -175,7 +177,29 @@ pub fn usage_line(err: &clap::Error, args: impl IntoIterator<Item = OsString>) -
     if message.is_empty() {
         message.push_str("invalid command line");
     }
+    if let Some(tip) = tip {
+        message.push_str("; ");
+        message.push_str(&tip);
+    }
     format!("{message} {help}")
+}
+
+/// `--wait 5s` reads as `--wait` and a stray `5s`, since the value is optional, and `work`
+/// takes its CMD only after `--`: say how to write them.
+fn equals_tip(err: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(stray)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let at = args
+        .iter()
+        .position(|a| a.to_str() == Some(stray.as_str()))?;
+    let before = args.get(at.checked_sub(1)?)?.to_str()?;
+    if before == "--wait" {
+        return Some(format!("tip: write --wait={stray}"));
+    }
+    let work = args.iter().any(|a| a == "work") && !args.iter().any(|a| a == "--");
+    (work && !stray.starts_with('-')).then(|| format!("tip: CMD goes after '--': work -- {stray}"))
 }
 
 /// `qspool SUBCOMMAND` for the subcommand `args` name (as far as clap can tell from a command
@@ -223,6 +247,19 @@ mod tests {
                 &["-s", "push", "pop", "-n", "0"],
                 "invalid value '0' for '--max <N>': 0 is not in 1..=4294967295 \
                  (see 'qspool pop --help')",
+            ),
+            (
+                &["pop", "--wait", "5s"],
+                "unexpected argument '5s' found; tip: write --wait=5s (see 'qspool pop --help')",
+            ),
+            (
+                &["work", "--wait", "1m", "--", "true"],
+                "unexpected argument '1m' found; tip: write --wait=1m (see 'qspool work --help')",
+            ),
+            (
+                &["work", "-j", "2", "./send"],
+                "unexpected argument './send' found; tip: CMD goes after '--': work -- ./send \
+                 (see 'qspool work --help')",
             ),
             (
                 &["pus"],

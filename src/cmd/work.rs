@@ -131,8 +131,11 @@ impl Tally {
             }
         }
         let total = self.total();
-        let noun = if total == 1 { "message" } else { "messages" };
-        say(&format!("work: {total} {noun}: {}", parts.join(", ")));
+        say(&match total {
+            0 => "work: no messages".to_owned(),
+            1 => format!("work: 1 message: {}", parts.join(", ")),
+            _ => format!("work: {total} messages: {}", parts.join(", ")),
+        });
     }
 }
 
