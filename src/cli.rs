@@ -82,7 +82,7 @@ pub struct PushArgs {
     pub text: Vec<OsString>,
 
     /// Each argument names a file; the file's contents is one message
-    #[arg(short, long, requires = "text")]
+    #[arg(short, long, requires = "text", conflicts_with_all = ["lines", "null"])]
     pub file: bool,
 
     /// Each line of standard input is one message (empty lines skipped), pushed as one batch

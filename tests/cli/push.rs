@@ -558,3 +558,62 @@ fn text_arguments_are_bytes_not_options() {
         ]
     );
 }
+
+#[test]
+fn file_pushes_each_named_file_as_one_message_in_order() {
+    let env = Env::new();
+    let dir = env.scratch().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    let payloads: [&[u8]; 3] = [b"{\"user\":1}\n", b"", b"bin\0\xff\xfe"];
+    let mut paths = Vec::new();
+    for (i, p) in payloads.iter().enumerate() {
+        let path = dir.join(format!("{i}.json"));
+        std::fs::write(&path, p).unwrap();
+        paths.push(path.to_str().unwrap().to_owned());
+    }
+    let args: Vec<&str> = ["push", "--file"]
+        .into_iter()
+        .chain(paths.iter().map(String::as_str))
+        .collect();
+    let out = env.run(&args);
+    assert_exit(&out, 0);
+    assert_eq!(lines(&out).len(), 3);
+    assert_eq!(drain(&env), payloads.map(<[u8]>::to_vec));
+    // The files are the user's: push reads them and leaves them where they were.
+    for (path, p) in paths.iter().zip(payloads) {
+        assert_eq!(std::fs::read(path).unwrap(), p);
+    }
+}
+
+#[test]
+fn file_stops_at_the_first_unreadable_file_and_keeps_what_it_printed() {
+    let env = Env::new();
+    let good = env.scratch().join("good");
+    std::fs::write(&good, "first").unwrap();
+    let missing = env.scratch().join("missing");
+    let dir = env.scratch().join("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    for bad in [&missing, &dir] {
+        let out = env.run(&[
+            "push",
+            "--file",
+            good.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ]);
+        assert_exit(&out, 1);
+        // The message before the failure is durable and its id was printed; nothing else is.
+        assert_eq!(lines(&out).len(), 1);
+        let err = one_error_line(&out);
+        assert!(err.contains(bad.to_str().unwrap()), "{err}");
+        assert_eq!(drain(&env), bytes(&["first"]));
+        assert!(env.names("tmp").is_empty());
+    }
+}
+
+#[test]
+fn file_needs_at_least_one_file_and_excludes_lines() {
+    let env = Env::new();
+    assert_exit(&env.run(&["push", "--file"]), 2);
+    assert_exit(&env.run(&["push", "--file", "--lines"]), 2);
+    assert!(!env.spool().exists());
+}
