@@ -184,7 +184,8 @@ pub struct RequeueArgs {
 /// The old receipt is dead from then on.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  r=$(qspool extend --lease 5m \"$r\")")]
+  r=$(qspool extend --lease 5m \"$r\")
+  qspool extend --lease 1h \"$(cat receipt)\" > receipt.new && mv receipt.new receipt")]
 pub struct ExtendArgs {
     /// Receipt printed by pop or a previous extend
     #[arg(value_name = "RECEIPT")]
@@ -198,7 +199,8 @@ pub struct ExtendArgs {
 /// Move leased messages straight to dead/, whatever attempts remain (a poison message).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  qspool bury \"$(cat receipt)\"")]
+  qspool bury \"$(cat receipt)\"
+  qspool pop --receipt-file r | ./parse || qspool bury \"$(cat r)\"   # unparseable: poison")]
 pub struct BuryArgs {
     /// Receipts printed by pop or extend
     #[arg(required = true, value_name = "RECEIPT")]

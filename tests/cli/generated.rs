@@ -232,3 +232,27 @@ fn every_subcommand_has_a_man_page_with_examples() {
         }
     }
 }
+
+#[test]
+fn every_subcommand_help_ends_with_two_or_three_examples() {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    for sub in cmd.get_subcommands() {
+        let after = sub.get_after_help().map(ToString::to_string);
+        let after = after.unwrap_or_default();
+        let body = after
+            .strip_prefix("Examples:\n")
+            .unwrap_or_else(|| panic!("{}: no examples", sub.get_name()));
+        let examples: Vec<&str> = body.lines().collect();
+        assert!(
+            (2..=3).contains(&examples.len()),
+            "{}: {} examples",
+            sub.get_name(),
+            examples.len()
+        );
+        for line in examples {
+            assert!(line.starts_with("  "), "{}: {line:?}", sub.get_name());
+            assert!(line.contains("qspool "), "{}: {line:?}", sub.get_name());
+        }
+    }
+}
