@@ -90,7 +90,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand work" -l lease -d 'Lease l
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l backoff -d 'Delay before the first retry of a failed message; it doubles with each attempt' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l backoff-max -d 'Longest delay between retries' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l grace -d 'How long CMDs may run on after SIGTERM before they are killed' -r
-complete -c qspool -n "__fish_qspool_using_subcommand work" -s n -l max -d 'Handle at most N messages, then exit' -r
+complete -c qspool -n "__fish_qspool_using_subcommand work" -s n -l max -d 'Run CMD at most N times (a message retried within the run counts again), then exit' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l wait -d 'Keep waiting for messages until signalled, or until idle for DUR. The value needs the `=`, as in --wait=10m' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -s j -l concurrency -d 'Run up to K CMDs at once; with 1, messages run one at a time in queue order' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F

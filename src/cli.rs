@@ -306,13 +306,15 @@ pub struct PurgeArgs {
 /// as it needs. CMD exits 0: the message is acked. 100: it goes straight to dead/. Any other
 /// status, or death by a signal: it is requeued, visible again after the backoff (BASE x
 /// 2^(attempt-1), at most CAP), or dead-lettered after its last attempt. CMD's environment
-/// carries QSPOOL_ID, QSPOOL_ATTEMPT and QSPOOL_SPOOL; each CMD runs in its own process group.
+/// carries QSPOOL_ID, QSPOOL_ATTEMPT and QSPOOL_SPOOL. Each CMD runs in its own process group;
+/// when CMD exits, whatever it left running in that group is killed.
 ///
 /// Without --wait, work runs what is visible and exits. On SIGTERM, SIGINT or SIGHUP it takes
-/// no more messages and sends SIGTERM to the running CMDs; those still running after --grace
-/// are killed (SIGKILL, to the whole process group) and their messages released at once. A
-/// second signal ends the grace. One line per message goes to standard error, and a summary at the end.
-/// Exits 0 when every CMD exited 0, 1 when any failed, was killed or lost its lease.
+/// no more messages and sends SIGTERM to the running CMDs. Those that exit are settled by their
+/// status, except that one that dies of that SIGTERM is requeued at once; those still running
+/// after --grace are killed (SIGKILL, to the whole process group) and released at once. A second
+/// SIGTERM or SIGINT ends the grace. One line per message goes to standard error, and a summary
+/// at the end. Exits 0 when every CMD exited 0, 1 when any failed, was stopped or lost its lease.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool work -- ./resize-image --width 640
@@ -335,7 +337,7 @@ pub struct WorkArgs {
     #[arg(long, value_name = "DUR", value_parser = duration::any, default_value = "30s")]
     pub grace: u64,
 
-    /// Handle at most N messages, then exit
+    /// Run CMD at most N times (a message retried within the run counts again), then exit
     #[arg(short = 'n', long = "max", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,

@@ -37,6 +37,14 @@ pub struct Signals {
 
 impl Signals {
     pub fn block(signals: &[libc::c_int]) -> io::Result<Signals> {
+        if signals.contains(&SIGCHLD) {
+            // An ignored SIGCHLD, inherited from a parent that set it, makes the kernel reap
+            // children itself: their exits would never be seen. Other signals keep what was
+            // inherited, so that `nohup` still means what it says.
+            if unsafe { libc::signal(SIGCHLD, libc::SIG_DFL) } == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+        }
         let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         unsafe {
             check(libc::sigemptyset(set.as_mut_ptr()))?;
@@ -168,6 +176,37 @@ pub fn poll(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec
     Ok(set.iter().map(|p| rc > 0 && p.revents != 0).collect())
 }
 
+/// Whether the child `pid` has exited, without reaping it: until it is reaped its pid, and so
+/// its process group id, cannot be reused, and the rest of its group can still be signalled.
+pub fn has_exited(pid: u32) -> io::Result<bool> {
+    let pid = libc::id_t::from(pid);
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    check(unsafe { libc::waitid(libc::P_PID, pid, info.as_mut_ptr(), flags) })?;
+    // With WNOHANG, si_pid stays 0 while the child runs (the struct was zeroed).
+    Ok(unsafe { info.assume_init().si_pid() } != 0)
+}
+
+/// Sends `signal` to the one process `pid`; one already gone is no error.
+pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no such process",
+        ));
+    };
+    if pid <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no such process",
+        ));
+    }
+    match check(unsafe { libc::kill(pid, signal) }) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        r => r.map(|_| ()),
+    }
+}
+
 /// Sends `signal` to every process in the group `pgid`. A group that is already gone is no
 /// error: what the signal was for has happened.
 pub fn kill_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
@@ -229,6 +268,23 @@ mod tests {
         watch.drain();
         let drained = poll(&[watch.as_fd()], Some(Duration::ZERO)).unwrap();
         assert_eq!(drained, [false]);
+    }
+
+    #[test]
+    fn an_exit_is_seen_without_reaping() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !has_exited(pid).unwrap() {
+            assert!(std::time::Instant::now() < deadline, "never exited");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Still unreaped: the status is there for `wait`, and asking again says the same.
+        assert!(has_exited(pid).unwrap());
+        assert_eq!(child.wait().unwrap().code(), Some(7));
     }
 
     #[test]

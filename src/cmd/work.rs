@@ -45,8 +45,9 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
         tally: Tally::default(),
         stopping: false,
         broken: false,
+        exits_pending: false,
     };
-    work.run(&signals, waiter.as_ref())?;
+    work.run(&signals, waiter.as_ref());
     work.tally.summarize(args.quiet);
     Ok(if work.tally.all_ok() && !work.broken {
         Code::Ok
@@ -66,21 +67,22 @@ struct Job {
     kill_at: Option<Instant>,
     /// The lease was lost: the message belongs to someone else, whatever CMD does now.
     lost: bool,
-    /// It got SIGKILL from qspool.
+    /// qspool sent it SIGTERM (at shutdown) or SIGKILL (after the grace).
+    termed: bool,
     killed: bool,
 }
 
 impl Job {
-    fn pgid(&self) -> u32 {
-        // Each CMD leads its own process group.
-        self.child.id()
-    }
-
+    /// Signals CMD's process group, and CMD itself in case it left the group. Its pid is not
+    /// reaped until `reap` has seen it exit and killed what it left behind, so neither id can
+    /// have been reused for another process.
     fn signal(&self, signal: i32) {
-        if let Err(e) = os::kill_group(self.pgid(), signal) {
+        let pid = self.child.id();
+        let sent = os::kill_group(pid, signal).and_then(|()| os::kill(pid, signal));
+        if let Err(e) = sent {
             report(&anyhow!(e).context(format!(
-                "signal process group {} of {}",
-                self.pgid(),
+                "send {} to the CMD of {} (process group {pid})",
+                signal_name(signal),
                 self.lease.id
             )));
         }
@@ -94,25 +96,26 @@ impl Job {
     }
 }
 
-/// What became of the messages, for the summary and the exit status.
+/// What became of each run, for the summary and the exit status.
 #[derive(Default)]
 struct Tally {
     acked: u64,
     retried: u64,
     dead: u64,
-    killed: u64,
+    /// Stopped by qspool at shutdown (SIGTERM it died of, or SIGKILL after the grace).
+    stopped: u64,
     lost: u64,
-    /// CMDs that did not exit 0, whatever became of their message.
-    failed: u64,
+    /// Runs whose message could not be settled (an I/O error): it returns on lease expiry.
+    unsettled: u64,
 }
 
 impl Tally {
     fn total(&self) -> u64 {
-        self.acked + self.retried + self.dead + self.killed + self.lost
+        self.acked + self.retried + self.dead + self.stopped + self.lost + self.unsettled
     }
 
     fn all_ok(&self) -> bool {
-        self.failed == 0 && self.killed == 0 && self.lost == 0
+        self.total() == self.acked
     }
 
     fn summarize(&self, quiet: bool) {
@@ -123,19 +126,27 @@ impl Tally {
         for (n, what) in [
             (self.retried, "requeued"),
             (self.dead, "dead-lettered"),
-            (self.killed, "killed at shutdown"),
+            (self.stopped, "stopped at shutdown"),
             (self.lost, "lease lost"),
+            (self.unsettled, "not settled"),
         ] {
             if n > 0 {
                 parts.push(format!("{n} {what}"));
             }
         }
-        let total = self.total();
-        say(&match total {
-            0 => "work: no messages".to_owned(),
-            1 => format!("work: 1 message: {}", parts.join(", ")),
-            _ => format!("work: {total} messages: {}", parts.join(", ")),
+        // A message that fails and comes back within one run of work counts once per run.
+        say(&match self.total() {
+            0 => "work: nothing to run".to_owned(),
+            1 => format!("work: 1 run: {}", parts.join(", ")),
+            n => format!("work: {n} runs: {}", parts.join(", ")),
         });
+    }
+
+    fn count(&mut self, to: &Released) {
+        match to {
+            Released::Requeued { .. } => self.retried += 1,
+            Released::Dead => self.dead += 1,
+        }
     }
 }
 
@@ -153,24 +164,26 @@ struct Work<'a> {
     args: &'a WorkArgs,
     lease_ms: u64,
     jobs: Vec<Job>,
-    /// Messages leased so far, against `-n`.
+    /// Leases taken so far, against `-n`.
     started: u64,
     tally: Tally,
     /// A signal came: no more messages are taken.
     stopping: bool,
     /// The spool or CMD failed in a way no retry fixes: no more messages are taken.
     broken: bool,
+    /// A SIGCHLD was read and its CMD not yet reaped.
+    exits_pending: bool,
 }
 
 impl Work<'_> {
-    fn run(&mut self, signals: &Signals, waiter: Option<&Waiter>) -> Result<()> {
+    fn run(&mut self, signals: &Signals, waiter: Option<&Waiter>) {
         let idle_limit = self.args.wait.flatten().map(Duration::from_millis);
         let mut idle_since: Option<Instant> = None;
         let mut due_ms = None;
         loop {
             let mut empty = false;
             if self.may_take() {
-                match self.fill() {
+                match self.fill(signals) {
                     Ok(look) => {
                         empty = look.empty;
                         due_ms = look.due_ms;
@@ -184,13 +197,13 @@ impl Work<'_> {
             let mut sleep: Option<Duration> = None;
             if self.jobs.is_empty() {
                 if !self.may_take() || (empty && waiter.is_none()) {
-                    return Ok(());
+                    return;
                 }
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if let Some(limit) = idle_limit {
                     let idle = since.elapsed();
                     if idle >= limit {
-                        return Ok(());
+                        return;
                     }
                     sleep = Some(limit - idle);
                 }
@@ -206,18 +219,19 @@ impl Work<'_> {
                 sleep = min_sleep(sleep, w.timeout(now_ms(), due_ms));
             }
             sleep = min_sleep(sleep, self.next_deadline());
+            if self.exits_pending {
+                // `fill` read the SIGCHLD of a CMD that exited meanwhile: reap it now.
+                sleep = Some(Duration::ZERO);
+            }
             let mut fds: Vec<BorrowedFd<'_>> = vec![signals.as_fd()];
             fds.extend(bell.and_then(Waiter::fd));
-            os::poll(&fds, sleep).context("wait for CMDs and messages")?;
+            if let Err(e) = os::poll(&fds, sleep) {
+                self.give_up(anyhow!(e).context("wait for CMDs and messages"));
+            }
             if let Some(w) = bell {
                 w.drain();
             }
-
-            for s in signals.take().context("read signals")? {
-                if s != os::SIGCHLD {
-                    self.shut_down();
-                }
-            }
+            self.read_signals(signals);
             self.reap();
             self.heartbeat();
             self.kill_overdue();
@@ -231,8 +245,39 @@ impl Work<'_> {
             && self.started < self.args.count.unwrap_or(u64::MAX)
     }
 
+    /// Something this loop depends on failed: stop as at a signal, so that no CMD is left
+    /// running without its heartbeat. The pause keeps a failure that repeats from spinning.
+    fn give_up(&mut self, e: anyhow::Error) {
+        report(&e);
+        self.broken = true;
+        if !self.stopping {
+            self.shut_down();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    fn read_signals(&mut self, signals: &Signals) {
+        let got = match signals.take() {
+            Ok(got) => got,
+            Err(e) => return self.give_up(anyhow!(e).context("read signals")),
+        };
+        let was_stopping = self.stopping;
+        for s in got {
+            match s {
+                os::SIGCHLD => self.exits_pending = true,
+                // A stop already under way: SIGTERM or SIGINT again ends the grace. SIGHUP
+                // does not, since some supervisors send it right after SIGTERM.
+                os::SIGHUP if was_stopping => {}
+                _ if was_stopping => self.hurry(),
+                _ if !self.stopping => self.shut_down(),
+                _ => {}
+            }
+        }
+    }
+
     /// Leases messages and starts their CMDs until every slot is busy or nothing is visible.
-    fn fill(&mut self) -> Result<Look> {
+    /// Signals and heartbeats are seen between starts: starting many CMDs takes a while.
+    fn fill(&mut self, signals: &Signals) -> Result<Look> {
         // As in pop: reclaiming is a courtesy, and a lease that cannot be moved is reported
         // without holding up this worker.
         let next_expiry = match self.spool.reclaim_expired(now_ms(), &mut |e| report(&e)) {
@@ -242,7 +287,15 @@ impl Work<'_> {
                 None
             }
         };
-        while self.may_take() {
+        loop {
+            self.read_signals(signals);
+            self.heartbeat();
+            if !self.may_take() {
+                return Ok(Look {
+                    empty: false,
+                    due_ms: next_expiry,
+                });
+            }
             match self.spool.take(now_ms(), self.lease_ms)? {
                 Take::Leased(l) => {
                     self.started += 1;
@@ -256,17 +309,14 @@ impl Work<'_> {
                 }
             }
         }
-        Ok(Look {
-            empty: false,
-            due_ms: next_expiry,
-        })
     }
 
     /// Starts CMD for a message just leased, its payload file as standard input.
     fn start(&mut self, l: Lease) -> Result<()> {
         let leased = l.leased;
         let path = self.spool.leased_path(&leased);
-        let file = match durable::open_message(&path) {
+        let opened = durable::open_message(&path).and_then(|f| os::set_blocking(&f).map(|()| f));
+        let file = match opened {
             Ok(f) => f,
             Err(e) if durable::is_missing(&e) => {
                 // Only a lease shorter than the time this took can be gone already.
@@ -278,11 +328,29 @@ impl Work<'_> {
                 return Ok(());
             }
             Err(e) => {
-                let _ = self.spool.unlease(&leased);
-                return Err(e).with_context(|| format!("open {}", path.display()));
+                // This message's own trouble (say, a payload qspool may not read): it fails
+                // this attempt like a failing CMD would, and the next message goes on.
+                report(&anyhow!(e).context(format!("open {}", path.display())));
+                let delay = self.backoff(&leased);
+                match self.spool.release(&leased, delay) {
+                    Ok(Some(to)) => {
+                        say(&format!(
+                            "{} attempt {}: not run; {}",
+                            leased.id,
+                            leased.attempt,
+                            released(&to, leased.attempt, delay)
+                        ));
+                        self.tally.count(&to);
+                    }
+                    Ok(None) => self.tally.lost += 1,
+                    Err(e) => {
+                        report(&e);
+                        self.tally.unsettled += 1;
+                    }
+                }
+                return Ok(());
             }
         };
-        os::set_blocking(&file).with_context(|| format!("open {}", path.display()))?;
         let (program, cmd_args) = self.args.command.split_first().context("no CMD to run")?;
         let mut cmd = std::process::Command::new(program);
         cmd.args(cmd_args)
@@ -301,6 +369,7 @@ impl Work<'_> {
                     started: Instant::now(),
                     kill_at: None,
                     lost: false,
+                    termed: false,
                     killed: false,
                 });
                 Ok(())
@@ -323,76 +392,108 @@ impl Work<'_> {
         }
     }
 
-    /// SIGTERM or SIGINT: take no more messages and ask every CMD to stop. A second signal
-    /// ends the grace at once.
+    fn backoff(&self, leased: &Leased) -> u64 {
+        lease::backoff(leased.attempt, self.args.backoff, self.args.backoff_max)
+    }
+
+    /// The first SIGTERM, SIGINT or SIGHUP: take no more messages and ask every CMD to stop.
     fn shut_down(&mut self) {
-        let now = Instant::now();
-        if self.stopping {
-            for job in &mut self.jobs {
-                job.kill_at = Some(now);
-            }
-            return;
-        }
         self.stopping = true;
-        let grace = Duration::from_millis(self.args.grace);
+        let at = Instant::now() + Duration::from_millis(self.args.grace);
         for job in &mut self.jobs {
             job.signal(os::SIGTERM);
-            let at = now + grace;
+            job.termed = true;
             job.kill_at = Some(job.kill_at.map_or(at, |k| k.min(at)));
         }
     }
 
-    /// Settles every job whose CMD has exited.
+    /// A second signal: the grace ends now.
+    fn hurry(&mut self) {
+        let now = Instant::now();
+        for job in &mut self.jobs {
+            job.kill_at = Some(now);
+        }
+    }
+
+    /// Settles every job whose CMD has exited. Whatever CMD left running in its process group
+    /// is killed first: the message's work is over, and a retry must not overlap with it.
     fn reap(&mut self) {
+        self.exits_pending = false;
         let mut i = 0;
         while i < self.jobs.len() {
-            match self.jobs[i].child.try_wait() {
-                Ok(Some(status)) => {
-                    let job = self.jobs.swap_remove(i);
-                    self.settle(job, status);
+            let pid = self.jobs[i].child.id();
+            match os::has_exited(pid) {
+                Ok(false) => i += 1,
+                Ok(true) => {
+                    let mut job = self.jobs.remove(i);
+                    let _ = os::kill_group(pid, os::SIGKILL);
+                    match job.child.wait() {
+                        Ok(status) => self.settle(job, status),
+                        Err(e) => self.abandon(job, anyhow!(e)),
+                    }
                 }
-                Ok(None) => i += 1,
                 Err(e) => {
-                    let job = self.jobs.swap_remove(i);
-                    report(&anyhow!(e).context(format!("wait for the CMD of {}", job.lease.id)));
-                    self.broken = true;
+                    let job = self.jobs.remove(i);
+                    job.signal(os::SIGKILL);
+                    self.abandon(job, anyhow!(e));
                 }
             }
         }
-        // Keep queue order among the running: swap_remove shuffles them.
-        self.jobs.sort_by_key(|j| j.started);
+    }
+
+    /// A CMD whose exit status cannot be had: its message is released at once.
+    fn abandon(&mut self, job: Job, e: anyhow::Error) {
+        report(&e.context(format!("wait for the CMD of {}", job.lease.id)));
+        self.broken = true;
+        match self.spool.release(&job.lease, 0) {
+            Ok(Some(to)) => self.tally.count(&to),
+            Ok(None) => self.tally.lost += 1,
+            Err(e) => self.failed_to_settle(&job, e),
+        }
     }
 
     fn settle(&mut self, job: Job, status: ExitStatus) {
-        let secs = job.started.elapsed();
-        let how = format!("{} after {}", exit_text(status), seconds(secs));
+        let how = format!(
+            "{} after {}",
+            exit_text(status),
+            seconds(job.started.elapsed())
+        );
         if job.lost {
             job.line(&format!(
                 "{how}; its lease was lost, so the message was left to its new holder"
             ));
             self.tally.lost += 1;
-            self.tally.failed += u64::from(!status.success());
             return;
         }
-        if job.killed {
-            let grace = crate::duration::format_ms(self.args.grace);
+        // Died of qspool's own stop signal: released at once, as after the kill, so that a CMD
+        // that stops when asked is not held back by a backoff.
+        let stopped = match status.signal() {
+            Some(os::SIGKILL) if job.killed => Some("killed after the grace"),
+            Some(os::SIGTERM) if job.termed => Some("stopped at shutdown"),
+            _ => None,
+        };
+        if let Some(why) = stopped {
             match self.spool.release(&job.lease, 0) {
                 Ok(Some(to)) => {
                     job.line(&format!(
-                        "{how}: killed after the {grace} grace; {}",
-                        released(&to, &job, 0)
+                        "{how}: {why}; {}",
+                        released(&to, job.lease.attempt, 0)
                     ));
-                    self.tally.killed += 1;
+                    match to {
+                        Released::Requeued { .. } => self.tally.stopped += 1,
+                        Released::Dead => self.tally.dead += 1,
+                    }
                 }
                 Ok(None) => self.lost_at_end(&job, &how),
                 Err(e) => self.failed_to_settle(&job, e),
             }
             return;
         }
+        let quiet = self.args.quiet;
         match status.code() {
             Some(0) => match self.spool.ack(&job.lease) {
                 Ok(true) => {
-                    if !self.args.quiet {
+                    if !quiet {
                         job.line(&format!("{how}; acked"));
                     }
                     self.tally.acked += 1;
@@ -400,32 +501,27 @@ impl Work<'_> {
                 Ok(false) => self.lost_at_end(&job, &how),
                 Err(e) => self.failed_to_settle(&job, e),
             },
-            Some(PERMANENT_FAILURE) => {
-                self.tally.failed += 1;
-                match self.spool.bury(&job.lease) {
-                    Ok(true) => {
-                        if !self.args.quiet {
-                            job.line(&format!("{how}; dead-lettered (permanent failure)"));
-                        }
-                        self.tally.dead += 1;
+            Some(PERMANENT_FAILURE) => match self.spool.bury(&job.lease) {
+                Ok(true) => {
+                    if !quiet {
+                        job.line(&format!("{how}; dead-lettered (permanent failure)"));
                     }
-                    Ok(false) => self.lost_at_end(&job, &how),
-                    Err(e) => self.failed_to_settle(&job, e),
+                    self.tally.dead += 1;
                 }
-            }
+                Ok(false) => self.lost_at_end(&job, &how),
+                Err(e) => self.failed_to_settle(&job, e),
+            },
             _ => {
-                self.tally.failed += 1;
-                let delay =
-                    lease::backoff(job.lease.attempt, self.args.backoff, self.args.backoff_max);
+                let delay = self.backoff(&job.lease);
                 match self.spool.release(&job.lease, delay) {
                     Ok(Some(to)) => {
-                        if !self.args.quiet {
-                            job.line(&format!("{how}; {}", released(&to, &job, delay)));
+                        if !quiet {
+                            job.line(&format!(
+                                "{how}; {}",
+                                released(&to, job.lease.attempt, delay)
+                            ));
                         }
-                        match to {
-                            Released::Requeued { .. } => self.tally.retried += 1,
-                            Released::Dead => self.tally.dead += 1,
-                        }
+                        self.tally.count(&to);
                     }
                     Ok(None) => self.lost_at_end(&job, &how),
                     Err(e) => self.failed_to_settle(&job, e),
@@ -447,14 +543,16 @@ impl Work<'_> {
             "settle {} attempt {}; it returns when its lease expires",
             job.lease.id, job.lease.attempt
         )));
-        self.tally.lost += 1;
+        self.tally.unsettled += 1;
         self.broken = true;
     }
 
     /// Extends each lease that is due, and stops the CMDs whose lease turns out to be lost.
     fn heartbeat(&mut self) {
-        let grace = Duration::from_millis(self.args.grace);
         let beat = lease::heartbeat(self.lease_ms);
+        // The new holder may be running the message already: a CMD whose lease is lost gets
+        // no more than a heartbeat's time to stop.
+        let lost_grace = Duration::from_millis(self.args.grace.min(beat));
         for job in &mut self.jobs {
             let now = now_ms();
             if job.lost || job.next_beat_ms > now {
@@ -473,7 +571,7 @@ impl Work<'_> {
                     ));
                     job.lost = true;
                     job.signal(os::SIGTERM);
-                    let at = Instant::now() + grace;
+                    let at = Instant::now() + lost_grace;
                     job.kill_at = Some(job.kill_at.map_or(at, |k| k.min(at)));
                 }
                 Err(e) => {
@@ -524,7 +622,7 @@ fn min_sleep(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 }
 
 /// Where a released message went; `delay_ms` is the backoff it was given.
-fn released(to: &Released, job: &Job, delay_ms: u64) -> String {
+fn released(to: &Released, attempt: u32, delay_ms: u64) -> String {
     match to {
         Released::Requeued { .. } if delay_ms == 0 => "requeued".into(),
         Released::Requeued { .. } => {
@@ -533,10 +631,7 @@ fn released(to: &Released, job: &Job, delay_ms: u64) -> String {
                 crate::duration::format_ms(delay_ms)
             )
         }
-        Released::Dead => format!(
-            "dead-lettered after its last attempt ({})",
-            job.lease.attempt
-        ),
+        Released::Dead => format!("dead-lettered after its last attempt ({attempt})"),
     }
 }
 
