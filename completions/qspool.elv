@@ -143,8 +143,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --concurrency 'Run up to K CMDs at once; with 1, messages run one at a time in queue order'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand -q 'No line per message; the summary only when something failed'
-            cand --quiet 'No line per message; the summary only when something failed'
+            cand -q 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)'
+            cand --quiet 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }

@@ -94,7 +94,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand work" -s n -l max -d 'Run 
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l wait -d 'Keep waiting for messages until signalled, or until idle for DUR. The value needs the `=`, as in --wait=10m' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -s j -l concurrency -d 'Run up to K CMDs at once; with 1, messages run one at a time in queue order' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
-complete -c qspool -n "__fish_qspool_using_subcommand work" -s q -l quiet -d 'No line per message; the summary only when something failed'
+complete -c qspool -n "__fish_qspool_using_subcommand work" -s q -l quiet -d 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)'
 complete -c qspool -n "__fish_qspool_using_subcommand work" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "init" -d 'Create a spool, or change its stored defaults'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work help" -f -a "push" -d 'Push messages: each TEXT is one message; with none, standard input is one message'

@@ -353,7 +353,8 @@ pub struct WorkArgs {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
 
-    /// No line per message; the summary only when something failed
+    /// No line per message that was acked, requeued or dead-lettered, and the summary only
+    /// when something failed (lost leases, stops and errors are still reported)
     #[arg(short, long)]
     pub quiet: bool,
 

@@ -85,13 +85,14 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
 fn take(spool: &Spool, lease_ms: u64, count: u32, leases: &mut Vec<Lease>) -> Result<Option<u64>> {
     // Reclaiming is a courtesy to the queue: a lease it cannot move is reported, and this pop
     // still delivers what is ready.
-    let next_expiry = match spool.reclaim_expired(now_ms(), &mut |e| crate::exit::report(&e)) {
-        Ok(r) => r.next_expiry_ms,
-        Err(e) => {
-            crate::exit::report(&e);
-            None
-        }
-    };
+    let next_expiry =
+        match spool.reclaim_expired(now_ms(), &|_| false, &mut |e| crate::exit::report(&e)) {
+            Ok(r) => r.next_expiry_ms,
+            Err(e) => {
+                crate::exit::report(&e);
+                None
+            }
+        };
     while leases.len() < count as usize {
         match spool.take(now_ms(), lease_ms)? {
             Take::Leased(l) => leases.push(l),

@@ -36,7 +36,7 @@ fn reclaim(root: &Path) -> Result<Code> {
     let mut out = std::io::stdout().lock();
     let mut tally = Tally::default();
     for (id, to) in spool
-        .reclaim_expired(now_ms(), &mut |e| tally.fail(e))?
+        .reclaim_expired(now_ms(), &|_| false, &mut |e| tally.fail(e))?
         .moved
     {
         let what = match to {

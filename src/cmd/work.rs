@@ -280,7 +280,15 @@ impl Work<'_> {
     fn fill(&mut self, signals: &Signals) -> Result<Look> {
         // As in pop: reclaiming is a courtesy, and a lease that cannot be moved is reported
         // without holding up this worker.
-        let next_expiry = match self.spool.reclaim_expired(now_ms(), &mut |e| report(&e)) {
+        // Never its own running leases: with a lease shorter than the time between two
+        // heartbeats' checks, this worker would otherwise take its own message back and run
+        // it twice at once.
+        let held: Vec<Leased> = self.jobs.iter().map(|j| j.lease.clone()).collect();
+        let ours = |r: &Leased| held.iter().any(|h| h.id == r.id);
+        let next_expiry = match self
+            .spool
+            .reclaim_expired(now_ms(), &ours, &mut |e| report(&e))
+        {
             Ok(r) => r.next_expiry_ms,
             Err(e) => {
                 report(&e);

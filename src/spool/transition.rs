@@ -124,9 +124,12 @@ impl Spool {
     /// Leases that somebody else moves first are skipped: the rename decides. A lease that cannot
     /// be moved (say, a foreign file blocks its bucket) is passed to `failed` and the others
     /// still go: one bad entry must not stop the reclaiming, nor the pop that does it.
+    /// `ours`: leases the caller holds and keeps alive itself (a worker's running CMDs), which
+    /// are never reclaimed by it, however short they are.
     pub fn reclaim_expired(
         &self,
         now: u64,
+        ours: &dyn Fn(&Leased) -> bool,
         failed: &mut dyn FnMut(anyhow::Error),
     ) -> Result<Reclaimed> {
         let dir = self.dir(Dir::Leased);
@@ -135,6 +138,9 @@ impl Spool {
             let Ok(r) = Leased::parse(&name) else {
                 continue;
             };
+            if ours(&r) {
+                continue;
+            }
             if !lease::is_expired(r.expires_ms, now) {
                 done.next_expiry_ms = Some(
                     done.next_expiry_ms
