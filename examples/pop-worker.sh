@@ -5,8 +5,8 @@
 #
 # Each message's payload goes to WORKER's standard input, which WORKER must read to the end
 # (if it exits first, pop cannot finish writing, releases the lease and fails, and so does
-# this loop). WORKER exits 0: the message is acked. Anything else: it is requeued, visible again after RETRY_DELAY (or, after its last
-# attempt, moved to dead/). If this script or the machine dies mid-message, nothing is acked,
+# this loop). WORKER exits 0: the message is acked. Anything else: it is requeued, visible
+# again after RETRY_DELAY (or, after its last attempt, moved to dead/). If this script or the machine dies mid-message, nothing is acked,
 # the lease expires, and the message is delivered again: at-least-once.
 #
 #   QSPOOL_DIR    the spool (default: qspool's own default spool)
