@@ -113,8 +113,9 @@ pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
     }
 }
 
-/// An inotify watch on one directory's own attribute changes: the doorbell writers ring by
-/// touching the directory (see `touch`).
+/// An inotify watch on one directory's attribute changes: the doorbell writers ring by
+/// touching the directory (see `touch`). Attribute changes of its entries (a bucket made and
+/// chmod-ed by a push) also wake it; that costs a waiter one look too many, nothing more.
 pub struct DirWatch {
     fd: OwnedFd,
 }
