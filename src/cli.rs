@@ -306,12 +306,13 @@ pub struct PurgeArgs {
 /// as it needs. CMD exits 0: the message is acked. 100: it goes straight to dead/. Any other
 /// status, or death by a signal: it is requeued, visible again after the backoff (BASE x
 /// 2^(attempt-1), at most CAP), or dead-lettered after its last attempt. CMD's environment
-/// carries QSPOOL_ID, QSPOOL_ATTEMPT and QSPOOL_SPOOL. Each CMD runs in its own process group;
-/// when CMD exits, whatever it left running in that group is killed.
+/// carries QSPOOL_ID, QSPOOL_ATTEMPT and QSPOOL_SPOOL. Each CMD leads its own session and
+/// process group, without a terminal; when CMD exits, whatever it left running in that group
+/// is killed.
 ///
 /// Without --wait, work runs what is visible and exits. On SIGTERM, SIGINT or SIGHUP it takes
 /// no more messages and sends SIGTERM to the running CMDs. Those that exit are settled by their
-/// status, except that one that dies of that SIGTERM is requeued at once; those still running
+/// status, except that one that dies of that SIGTERM (or exits 143) is requeued at once; those still running
 /// after --grace are killed (SIGKILL, to the whole process group) and released at once. A second
 /// SIGTERM or SIGINT ends the grace. One line per message goes to standard error, and a summary
 /// at the end. Exits 0 when every CMD exited 0, 1 when any failed, was stopped or lost its lease.

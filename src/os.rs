@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
-pub use libc::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM};
+pub use libc::{SIGCHLD, SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGTERM};
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -93,14 +93,18 @@ impl AsFd for Signals {
     }
 }
 
-/// Makes `cmd`'s child start with no signal blocked. `Signals::block` blocks them in qspool,
-/// and a child inherits the mask: a CMD that blocked SIGTERM could never be asked to stop.
-pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+/// Makes `cmd`'s child lead a new session (and so a new process group, whose id is its pid)
+/// with no signal blocked. `Signals::block` blocks them in qspool, and a child inherits the
+/// mask: a CMD that blocked SIGTERM could never be asked to stop. The new session has no
+/// controlling terminal, so a CMD that tries to prompt on one fails at once instead of being
+/// stopped, holding its lease, until someone notices.
+pub fn start_detached(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
-    // Safety: runs between fork and exec, and calls only sigemptyset and sigprocmask, both
-    // async-signal-safe; it touches no memory of the parent's but its own stack.
+    // Safety: runs between fork and exec, and calls only setsid, sigemptyset and sigprocmask,
+    // all async-signal-safe; it touches no memory of the parent's but its own stack.
     unsafe {
         cmd.pre_exec(|| {
+            check(libc::setsid())?;
             let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
             check(libc::sigemptyset(set.as_mut_ptr()))?;
             check(libc::sigprocmask(
@@ -111,6 +115,17 @@ pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
             Ok(())
         });
     }
+}
+
+/// The process group of `pid`.
+pub fn process_group(pid: u32) -> io::Result<u32> {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no such process",
+        ));
+    };
+    check(unsafe { libc::getpgid(pid) }).map(|g| g as u32)
 }
 
 /// An inotify watch on one directory's attribute changes: the doorbell writers ring by

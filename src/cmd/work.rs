@@ -16,7 +16,7 @@ use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result, anyhow};
 use std::ffi::OsString;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 pub const PERMANENT_FAILURE: i32 = 100;
 
 pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
+    if args.command.is_empty() {
+        // clap requires CMD; this keeps a lease from ever being taken without one.
+        return Err(crate::exit::Usage("no CMD to run".into()).into());
+    }
     // Blocked before anything else, so that a signal that comes early is held for the loop
     // rather than killing qspool between a lease and its CMD.
     let signals = Signals::block(&[os::SIGTERM, os::SIGINT, os::SIGHUP, os::SIGCHLD])
@@ -42,13 +46,14 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
         lease_ms,
         jobs: Vec::new(),
         started: 0,
+        leased: 0,
         tally: Tally::default(),
         stopping: false,
         broken: false,
         exits_pending: false,
     };
     work.run(&signals, waiter.as_ref());
-    work.tally.summarize(args.quiet);
+    work.tally.summarize(args.quiet, work.leased);
     Ok(if work.tally.all_ok() && !work.broken {
         Code::Ok
     } else {
@@ -73,12 +78,19 @@ struct Job {
 }
 
 impl Job {
-    /// Signals CMD's process group, and CMD itself in case it left the group. Its pid is not
-    /// reaped until `reap` has seen it exit and killed what it left behind, so neither id can
-    /// have been reused for another process.
+    /// Signals CMD's process group, and CMD itself if it left the group (once, not twice: a
+    /// second SIGTERM can cut a cleanup short). Its pid is not reaped until `reap` has seen it
+    /// exit and killed what it left behind, so neither id can have been reused meanwhile.
     fn signal(&self, signal: i32) {
         let pid = self.child.id();
-        let sent = os::kill_group(pid, signal).and_then(|()| os::kill(pid, signal));
+        let mut sent = os::kill_group(pid, signal);
+        if sent.is_ok() && os::process_group(pid).is_ok_and(|g| g != pid) {
+            sent = os::kill(pid, signal);
+        }
+        if sent.is_ok() && signal == os::SIGTERM {
+            // A CMD stopped by a job-control signal could not act on the SIGTERM.
+            sent = os::kill_group(pid, os::SIGCONT);
+        }
         if let Err(e) = sent {
             report(&anyhow!(e).context(format!(
                 "send {} to the CMD of {} (process group {pid})",
@@ -118,7 +130,9 @@ impl Tally {
         self.total() == self.acked
     }
 
-    fn summarize(&self, quiet: bool) {
+    /// `leased`: how many leases were taken, which differs from the runs when a CMD could
+    /// not be started.
+    fn summarize(&self, quiet: bool, leased: u64) {
         if quiet && self.all_ok() {
             return;
         }
@@ -136,7 +150,8 @@ impl Tally {
         }
         // A message that fails and comes back within one run of work counts once per run.
         say(&match self.total() {
-            0 => "work: nothing to run".to_owned(),
+            0 if leased == 0 => "work: nothing to run".to_owned(),
+            0 => "work: no CMD ran".to_owned(),
             1 => format!("work: 1 run: {}", parts.join(", ")),
             n => format!("work: {n} runs: {}", parts.join(", ")),
         });
@@ -152,6 +167,8 @@ impl Tally {
 
 /// What one look at the queue found.
 struct Look {
+    /// Something was leased.
+    took: bool,
     /// Nothing more was visible.
     empty: bool,
     /// When something may next become visible: a delayed message or a lease expiry.
@@ -164,8 +181,10 @@ struct Work<'a> {
     args: &'a WorkArgs,
     lease_ms: u64,
     jobs: Vec<Job>,
-    /// Leases taken so far, against `-n`.
+    /// Leases taken so far, against `-n` (a lease given back does not count).
     started: u64,
+    /// Every lease taken, for the summary.
+    leased: u64,
     tally: Tally,
     /// A signal came: no more messages are taken.
     stopping: bool,
@@ -187,6 +206,10 @@ impl Work<'_> {
                     Ok(look) => {
                         empty = look.empty;
                         due_ms = look.due_ms;
+                        if look.took {
+                            // Work came, even if none of it is running now.
+                            idle_since = None;
+                        }
                     }
                     Err(e) => {
                         report(&e);
@@ -261,16 +284,14 @@ impl Work<'_> {
             Ok(got) => got,
             Err(e) => return self.give_up(anyhow!(e).context("read signals")),
         };
-        let was_stopping = self.stopping;
         for s in got {
             match s {
                 os::SIGCHLD => self.exits_pending = true,
                 // A stop already under way: SIGTERM or SIGINT again ends the grace. SIGHUP
                 // does not, since some supervisors send it right after SIGTERM.
-                os::SIGHUP if was_stopping => {}
-                _ if was_stopping => self.hurry(),
-                _ if !self.stopping => self.shut_down(),
-                _ => {}
+                os::SIGHUP if self.stopping => {}
+                _ if self.stopping => self.hurry(),
+                _ => self.shut_down(),
             }
         }
     }
@@ -295,22 +316,27 @@ impl Work<'_> {
                 None
             }
         };
+        let mut took = false;
         loop {
             self.read_signals(signals);
             self.heartbeat();
             if !self.may_take() {
                 return Ok(Look {
+                    took,
                     empty: false,
                     due_ms: next_expiry,
                 });
             }
             match self.spool.take(now_ms(), self.lease_ms)? {
                 Take::Leased(l) => {
+                    took = true;
                     self.started += 1;
+                    self.leased += 1;
                     self.start(l)?;
                 }
                 Take::Nothing { next_ms } => {
                     return Ok(Look {
+                        took,
                         empty: true,
                         due_ms: earliest(next_ms, next_expiry),
                     });
@@ -354,20 +380,20 @@ impl Work<'_> {
                     Err(e) => {
                         report(&e);
                         self.tally.unsettled += 1;
+                        self.broken = true;
                     }
                 }
                 return Ok(());
             }
         };
-        let (program, cmd_args) = self.args.command.split_first().context("no CMD to run")?;
+        let (program, cmd_args) = self.args.command.split_first().expect("checked by run");
         let mut cmd = std::process::Command::new(program);
         cmd.args(cmd_args)
             .stdin(Stdio::from(file))
             .env("QSPOOL_ID", leased.id.as_str())
             .env("QSPOOL_ATTEMPT", leased.attempt.to_string())
-            .env("QSPOOL_SPOOL", &self.spool_dir)
-            .process_group(0);
-        os::unblock_signals_in_child(&mut cmd);
+            .env("QSPOOL_SPOOL", &self.spool_dir);
+        os::start_detached(&mut cmd);
         match cmd.spawn() {
             Ok(child) => {
                 self.jobs.push(Job {
@@ -409,7 +435,10 @@ impl Work<'_> {
         self.stopping = true;
         let at = Instant::now() + Duration::from_millis(self.args.grace);
         for job in &mut self.jobs {
-            job.signal(os::SIGTERM);
+            if !job.lost {
+                // One whose lease was lost has had its SIGTERM already.
+                job.signal(os::SIGTERM);
+            }
             job.termed = true;
             job.kill_at = Some(job.kill_at.map_or(at, |k| k.min(at)));
         }
@@ -441,8 +470,9 @@ impl Work<'_> {
                     }
                 }
                 Err(e) => {
+                    // Not ours to wait for any more (reaped elsewhere?): its pid may belong to
+                    // another process by now, so it is not signalled.
                     let job = self.jobs.remove(i);
-                    job.signal(os::SIGKILL);
                     self.abandon(job, anyhow!(e));
                 }
             }
@@ -454,8 +484,14 @@ impl Work<'_> {
         report(&e.context(format!("wait for the CMD of {}", job.lease.id)));
         self.broken = true;
         match self.spool.release(&job.lease, 0) {
-            Ok(Some(to)) => self.tally.count(&to),
-            Ok(None) => self.tally.lost += 1,
+            Ok(Some(to)) => {
+                job.line(&format!(
+                    "exit status unknown; {}",
+                    released(&to, job.lease.attempt, 0)
+                ));
+                self.tally.count(&to);
+            }
+            Ok(None) => self.lost_at_end(&job, "exit status unknown"),
             Err(e) => self.failed_to_settle(&job, e),
         }
     }
@@ -475,9 +511,11 @@ impl Work<'_> {
         }
         // Died of qspool's own stop signal: released at once, as after the kill, so that a CMD
         // that stops when asked is not held back by a backoff.
-        let stopped = match status.signal() {
-            Some(os::SIGKILL) if job.killed => Some("killed after the grace"),
-            Some(os::SIGTERM) if job.termed => Some("stopped at shutdown"),
+        let stopped = match (status.signal(), status.code()) {
+            (Some(os::SIGKILL), _) if job.killed => Some("killed after the grace"),
+            (Some(os::SIGTERM), _) if job.termed => Some("stopped at shutdown"),
+            // The shell's way to report the same death, and many runtimes' too.
+            (_, Some(c)) if c == 128 + os::SIGTERM && job.termed => Some("stopped at shutdown"),
             _ => None,
         };
         if let Some(why) = stopped {
@@ -541,7 +579,8 @@ impl Work<'_> {
     /// The lease was gone when CMD's answer came: the message is someone else's now.
     fn lost_at_end(&mut self, job: &Job, how: &str) {
         job.line(&format!(
-            "{how}; but its lease was lost first, so the message will be delivered again"
+            "{how}; but its lease was lost first, so what becomes of the message is up to its \
+             new holder"
         ));
         self.tally.lost += 1;
     }
@@ -578,7 +617,9 @@ impl Work<'_> {
                         seconds(job.started.elapsed())
                     ));
                     job.lost = true;
-                    job.signal(os::SIGTERM);
+                    if !job.termed {
+                        job.signal(os::SIGTERM);
+                    }
                     let at = Instant::now() + lost_grace;
                     job.kill_at = Some(job.kill_at.map_or(at, |k| k.min(at)));
                 }

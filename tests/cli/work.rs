@@ -980,7 +980,7 @@ fn a_cmd_that_cannot_be_started_gives_its_message_back_untouched() {
             )),
             "{lines:?}"
         );
-        assert_eq!(lines[1], "qspool: work: nothing to run");
+        assert_eq!(lines[1], "qspool: work: no CMD ran");
         // One bad start and work stops: the others are not even leased.
         let names = new_names(&env);
         let mut left: Vec<&str> = names.iter().map(|n| id_of(n)).collect();
@@ -1118,8 +1118,9 @@ fn a_cmd_that_succeeds_after_its_lease_was_lost_cannot_ack() {
         "{lines:?}"
     );
     assert!(
-        lines[0]
-            .ends_with("; but its lease was lost first, so the message will be delivered again"),
+        lines[0].ends_with(
+            "; but its lease was lost first, so what becomes of the message is up to its new holder"
+        ),
         "{lines:?}"
     );
     assert_eq!(lines[1], "qspool: work: 1 run: 0 acked, 1 lease lost");
@@ -1179,4 +1180,70 @@ fn cmd_inherits_no_descriptor_of_qspool_s_own() {
             "{fds}"
         );
     }
+}
+
+#[test]
+fn a_cmd_that_reports_the_shutdown_sigterm_as_exit_143_is_released_at_once() {
+    // What a shell or a runtime that traps SIGTERM reports: 128 + 15.
+    let env = Env::new();
+    let id = env.push("plain");
+    let out = scratch_dir(&env, "out");
+    let script = r#"trap 'exit 143' TERM; : > "$1/ready"; sleep 30 & wait"#;
+    let mut w = Worker::spawn(&env, &work(&["--backoff", "1h"], script, &[&out]), "w");
+    wait_until(LONG, "CMD to start", || {
+        Path::new(&out).join("ready").exists()
+    });
+    w.signal("TERM");
+    let ended = w.finish();
+    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains(": exit 143 after ") && ended.stderr.contains("stopped at shutdown"),
+        "{}",
+        ended.stderr
+    );
+    let names = new_names(&env);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with(&format!("{id},a1,v")), "{names:?}");
+    assert!(field(&names[0], 'v') <= now_ms(), "no backoff: {names:?}");
+}
+
+#[test]
+fn a_cmd_gets_the_shutdown_sigterm_once() {
+    // A second SIGTERM could cut a CMD's cleanup short: the one to the group must be all.
+    let env = Env::new();
+    env.push("counted");
+    let out = scratch_dir(&env, "out");
+    // The group's SIGTERM also ends the `sleep` under way, which the shell would report.
+    let script = r#"exec 2>/dev/null
+        trap 'echo TERM >> "$1/terms"' TERM
+        : > "$1/ready"
+        while [ ! -s "$1/terms" ]; do sleep 0.01; done
+        sleep 0.3
+        exit 0"#;
+    let mut w = Worker::spawn(&env, &work(&["--grace", "20s"], script, &[&out]), "w");
+    wait_until(LONG, "CMD to start", || {
+        Path::new(&out).join("ready").exists()
+    });
+    w.signal("TERM");
+    let ended = w.finish();
+    assert_eq!(ended.status.code(), Some(0), "{}", ended.stderr);
+    let terms = fs::read_to_string(Path::new(&out).join("terms")).unwrap();
+    assert_eq!(terms, "TERM\n");
+    assert_eq!(env.names("done").len(), 1);
+}
+
+#[test]
+fn a_cmd_leads_its_own_session_without_a_terminal() {
+    // A CMD that prompts on a terminal must fail at once, not stop and hold its lease: it
+    // has none. Field 6 of /proc/PID/stat is the session, field 7 the terminal (0: none).
+    let env = Env::new();
+    env.push("x");
+    let out = scratch_dir(&env, "out");
+    let script = r#"cut -d' ' -f5-7 /proc/$$/stat > "$1/stat"; echo $$ > "$1/pid""#;
+    let o = run(&env, &work(&[], script, &[&out]));
+    assert_exit(&o, 0);
+    let pid = fs::read_to_string(Path::new(&out).join("pid")).unwrap();
+    let stat = fs::read_to_string(Path::new(&out).join("stat")).unwrap();
+    let pid = pid.trim();
+    assert_eq!(stat.trim(), format!("{pid} {pid} 0"), "pgrp, session, tty");
 }
