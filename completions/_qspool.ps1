@@ -39,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete finished messages from done/ or dead/ for good. Prints the ids removed')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one message''s payload, whatever its state, without leasing it or changing anything')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -164,6 +165,14 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'qspool;show' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object: id, state, attempt, enqueued_at, the time of its state (visible_at, lease_expires_at or finished_at), size, and body (UTF-8) or body_base64')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'qspool;help' {
             [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create a spool, or change its stored defaults')
             [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Push messages: each TEXT is one message; with none, standard input is one message')
@@ -177,6 +186,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete finished messages from done/ or dead/ for good. Prints the ids removed')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one message''s payload, whatever its state, without leasing it or changing anything')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -214,6 +224,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;help;work' {
+            break
+        }
+        'qspool;help;show' {
             break
         }
         'qspool;help;help' {

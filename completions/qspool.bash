@@ -49,6 +49,9 @@ _qspool() {
             qspool,requeue)
                 cmd="qspool__subcmd__requeue"
                 ;;
+            qspool,show)
+                cmd="qspool__subcmd__show"
+                ;;
             qspool,stats)
                 cmd="qspool__subcmd__stats"
                 ;;
@@ -88,6 +91,9 @@ _qspool() {
             qspool__subcmd__help,requeue)
                 cmd="qspool__subcmd__help__subcmd__requeue"
                 ;;
+            qspool__subcmd__help,show)
+                cmd="qspool__subcmd__help__subcmd__show"
+                ;;
             qspool__subcmd__help,stats)
                 cmd="qspool__subcmd__help__subcmd__stats"
                 ;;
@@ -101,7 +107,7 @@ _qspool() {
 
     case "${cmd}" in
         qspool)
-            opts="-s -h -V --spool --help --version init push pop ack requeue extend bury stats list dlq-replay purge work help"
+            opts="-s -h -V --spool --help --version init push pop ack requeue extend bury stats list dlq-replay purge work show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -219,7 +225,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__help)
-            opts="init push pop ack requeue extend bury stats list dlq-replay purge work help"
+            opts="init push pop ack requeue extend bury stats list dlq-replay purge work show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -373,6 +379,20 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__help__subcmd__requeue)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qspool__subcmd__help__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -571,6 +591,28 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --spool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qspool__subcmd__show)
+            opts="-s -h --json --spool --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --spool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

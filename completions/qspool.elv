@@ -36,6 +36,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
             cand purge 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
+            cand show 'Print one message''s payload, whatever its state, without leasing it or changing anything'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'qspool;init'= {
@@ -148,6 +149,13 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'qspool;show'= {
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --json 'Print one JSON object: id, state, attempt, enqueued_at, the time of its state (visible_at, lease_expires_at or finished_at), size, and body (UTF-8) or body_base64'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'qspool;help'= {
             cand init 'Create a spool, or change its stored defaults'
             cand push 'Push messages: each TEXT is one message; with none, standard input is one message'
@@ -161,6 +169,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
             cand purge 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
+            cand show 'Print one message''s payload, whatever its state, without leasing it or changing anything'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'qspool;help;init'= {
@@ -186,6 +195,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool;help;purge'= {
         }
         &'qspool;help;work'= {
+        }
+        &'qspool;help;show'= {
         }
         &'qspool;help;help'= {
         }

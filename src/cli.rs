@@ -46,6 +46,7 @@ pub enum Command {
     DlqReplay(DlqReplayArgs),
     Purge(PurgeArgs),
     Work(WorkArgs),
+    Show(ShowArgs),
 }
 
 /// Create a spool, or change its stored defaults.
@@ -255,6 +256,25 @@ pub enum StateArg {
     Expired,
     Done,
     Dead,
+}
+
+/// Print one message's payload, whatever its state, without leasing it or changing anything.
+///
+/// Standard output gets exactly the payload bytes, as with pop. The message is found by its id
+/// in any state: ready, delayed, leased, expired, done or dead. Works on a read-only spool.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool show 1795833091123456.4242.00000007.9f3c2a1b.web-01 > payload
+  qspool list dead --json | jq -r .id | xargs -n1 qspool show --json")]
+pub struct ShowArgs {
+    /// The message's id
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    /// Print one JSON object: id, state, attempt, enqueued_at, the time of its state (visible_at,
+    /// lease_expires_at or finished_at), size, and body (UTF-8) or body_base64
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved.

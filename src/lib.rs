@@ -43,6 +43,7 @@ fn dispatch(cli: Cli) -> Result<Code> {
         Command::DlqReplay(a) => cmd::dlq_replay::run(&root, &a),
         Command::Purge(a) => cmd::purge::run(&root, &a),
         Command::Work(a) => cmd::work::run(&root, &a),
+        Command::Show(a) => cmd::show::run(&root, &a),
     }
 }
 

@@ -21,6 +21,8 @@ mod push;
 mod recipes;
 #[path = "cli/requeue.rs"]
 mod requeue;
+#[path = "cli/show.rs"]
+mod show;
 #[path = "cli/stats.rs"]
 mod stats;
 #[path = "cli/wait.rs"]

@@ -10,6 +10,7 @@ pub mod pop;
 pub mod purge;
 pub mod push;
 pub mod requeue;
+pub mod show;
 pub mod stats;
 pub mod work;
 
