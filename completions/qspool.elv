@@ -101,9 +101,11 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --help 'Print help'
         }
         &'qspool;stats'= {
+            cand --output 'Write the metrics to FILE instead, atomically (through a temporary file beside it whose name does not end in .prom), mode 0644'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --json 'Print one JSON object'
+            cand --prometheus 'Print node_exporter''s textfile format: per state the messages, their bytes and the age of the oldest; and the foreign entries. Each series is labelled with the spool''s path'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }

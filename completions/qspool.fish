@@ -71,8 +71,10 @@ complete -c qspool -n "__fish_qspool_using_subcommand extend" -s s -l spool -d '
 complete -c qspool -n "__fish_qspool_using_subcommand extend" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand bury" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand bury" -s h -l help -d 'Print help'
+complete -c qspool -n "__fish_qspool_using_subcommand stats" -l output -d 'Write the metrics to FILE instead, atomically (through a temporary file beside it whose name does not end in .prom), mode 0644' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -l json -d 'Print one JSON object'
+complete -c qspool -n "__fish_qspool_using_subcommand stats" -l prometheus -d 'Print node_exporter\'s textfile format: per state the messages, their bytes and the age of the oldest; and the foreign entries. Each series is labelled with the spool\'s path'
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand list" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand list" -l all -d 'Include done (acked) messages too'

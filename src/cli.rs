@@ -216,11 +216,22 @@ pub struct BuryArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool stats
-  qspool stats --json | jq .ready")]
+  qspool stats --json | jq .ready
+  qspool stats --prometheus --output /var/lib/node_exporter/textfile/qspool.prom")]
 pub struct StatsArgs {
     /// Print one JSON object
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prometheus")]
     pub json: bool,
+
+    /// Print node_exporter's textfile format: per state the messages, their bytes and the age
+    /// of the oldest; and the foreign entries. Each series is labelled with the spool's path
+    #[arg(long)]
+    pub prometheus: bool,
+
+    /// Write the metrics to FILE instead, atomically (through a temporary file beside it whose
+    /// name does not end in .prom), mode 0644
+    #[arg(long, value_name = "FILE", requires = "prometheus")]
+    pub output: Option<PathBuf>,
 }
 
 /// List messages, oldest first within each state, without reading a payload.

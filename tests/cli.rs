@@ -15,6 +15,8 @@ mod hostile;
 mod init;
 #[path = "cli/pop.rs"]
 mod pop;
+#[path = "cli/prometheus.rs"]
+mod prometheus;
 #[path = "cli/push.rs"]
 mod push;
 #[path = "cli/recipes.rs"]

@@ -23,6 +23,25 @@ pub struct Counts {
     /// Ready messages by time since their first push: one count per bound of `AGE_BOUNDS_S`,
     /// then one for all older (the shape of a backlog at a glance, as qshape shows a mail queue).
     pub ready_by_age: [u64; AGE_BOUNDS_S.len() + 1],
+    /// Payload bytes per state, in the order of `State::ALL`.
+    pub bytes: [u64; 6],
+    /// Enqueue time of the oldest message per state, in microseconds, in the order of
+    /// `State::ALL`.
+    pub oldest_us: [Option<u64>; 6],
+}
+
+impl Counts {
+    /// The number of messages in `state`.
+    pub fn of(&self, state: State) -> u64 {
+        match state {
+            State::Ready => self.ready,
+            State::Delayed => self.delayed,
+            State::Leased => self.leased,
+            State::Expired => self.expired,
+            State::Done => self.done,
+            State::Dead => self.dead,
+        }
+    }
 }
 
 /// Upper bounds, in seconds, of the age buckets of `Counts::ready_by_age`.
@@ -90,6 +109,10 @@ impl Spool {
                 c.foreign += 1;
                 return;
             };
+            let i = m.state as usize;
+            c.bytes[i] = c.bytes[i].saturating_add(m.size);
+            let t = m.id.enqueued_us();
+            c.oldest_us[i] = Some(c.oldest_us[i].map_or(t, |o| o.min(t)));
             match m.state {
                 State::Ready => {
                     c.ready += 1;
