@@ -435,7 +435,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__init)
-            opts="-s -h --max-attempts --lease --spool --help"
+            opts="-s -h --max-attempts --lease --retain-done --spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -446,6 +446,10 @@ _qspool() {
                     return 0
                     ;;
                 --lease)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retain-done)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

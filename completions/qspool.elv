@@ -42,6 +42,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool;init'= {
             cand --max-attempts 'Leases a message may have before it is dead-lettered (at least 1)'
             cand --lease 'Default lease length, e.g. 30s, 5m, 1m30s'
+            cand --retain-done 'How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes them [default: 1d]'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand -h 'Print help (see more with ''--help'')'
@@ -83,7 +84,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --delay 'Keep requeued messages invisible for this long'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --expired 'Return every expired lease, print what moved, and remove tmp/ leftovers older than 36h'
+            cand --expired 'Return every expired lease, print what moved, remove tmp/ leftovers older than 36h, and purge acked messages past the spool''s retain-done time'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }

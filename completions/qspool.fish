@@ -43,6 +43,7 @@ complete -c qspool -n "__fish_qspool_needs_command" -f -a "show" -d 'Print one m
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l max-attempts -d 'Leases a message may have before it is dead-lettered (at least 1)' -r
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l lease -d 'Default lease length, e.g. 30s, 5m, 1m30s' -r
+complete -c qspool -n "__fish_qspool_using_subcommand init" -l retain-done -d 'How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes them [default: 1d]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand init" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l delay -d 'Keep the messages invisible for this long, e.g. 90s, 1h' -r
@@ -64,7 +65,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand ack" -s s -l spool -d 'The
 complete -c qspool -n "__fish_qspool_using_subcommand ack" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand requeue" -l delay -d 'Keep requeued messages invisible for this long' -r
 complete -c qspool -n "__fish_qspool_using_subcommand requeue" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
-complete -c qspool -n "__fish_qspool_using_subcommand requeue" -l expired -d 'Return every expired lease, print what moved, and remove tmp/ leftovers older than 36h'
+complete -c qspool -n "__fish_qspool_using_subcommand requeue" -l expired -d 'Return every expired lease, print what moved, remove tmp/ leftovers older than 36h, and purge acked messages past the spool\'s retain-done time'
 complete -c qspool -n "__fish_qspool_using_subcommand requeue" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand extend" -l lease -d 'New lease length, counted from now [default: the spool\'s]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand extend" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F

@@ -51,8 +51,9 @@ pub enum Command {
 
 /// Create a spool, or change its stored defaults.
 ///
-/// Without init a spool allows 5 attempts and leases for 30s. On an existing spool, init
-/// changes only the settings it is given and keeps everything else, messages included.
+/// Without init a spool allows 5 attempts, leases for 30s and keeps acked messages for a day.
+/// On an existing spool, init changes only the settings it is given and keeps everything else,
+/// messages included.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool init --max-attempts 3 --lease 2m
@@ -65,6 +66,11 @@ pub struct InitArgs {
     /// Default lease length, e.g. 30s, 5m, 1m30s
     #[arg(long, value_name = "DUR", value_parser = duration::positive)]
     pub lease: Option<u64>,
+
+    /// How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes
+    /// them [default: 1d]
+    #[arg(long, value_name = "DUR", value_parser = duration::any)]
+    pub retain_done: Option<u64>,
 }
 
 /// Push messages: each TEXT is one message; with none, standard input is one message.
@@ -175,7 +181,8 @@ pub struct RequeueArgs {
           conflicts_with = "expired")]
     pub delay: u64,
 
-    /// Return every expired lease, print what moved, and remove tmp/ leftovers older than 36h
+    /// Return every expired lease, print what moved, remove tmp/ leftovers older than 36h, and
+    /// purge acked messages past the spool's retain-done time
     #[arg(long, conflicts_with = "receipts")]
     pub expired: bool,
 }

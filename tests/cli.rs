@@ -23,6 +23,8 @@ mod push;
 mod recipes;
 #[path = "cli/requeue.rs"]
 mod requeue;
+#[path = "cli/retention.rs"]
+mod retention;
 #[path = "cli/show.rs"]
 mod show;
 #[path = "cli/stats.rs"]

@@ -18,6 +18,9 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<Code> {
     if let Some(l) = args.lease {
         cfg.lease_ms = l;
     }
+    if let Some(r) = args.retain_done {
+        cfg.retain_done_ms = r;
+    }
     let path = root.join(crate::spool::config::FILE_NAME);
     let settings_missing = std::fs::symlink_metadata(&path).is_err();
     if cfg != spool.config || settings_missing || refused.is_some() {

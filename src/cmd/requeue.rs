@@ -45,6 +45,9 @@ fn reclaim(root: &Path) -> Result<Code> {
         };
         writeln!(out, "{what} {id}").context("write to standard output")?;
     }
+    for id in spool.expire_done(now_ms(), &mut |e| tally.fail(e))? {
+        writeln!(out, "purged {id}").context("write to standard output")?;
+    }
     let tmp = spool.dir(Dir::Tmp);
     let now = SystemTime::now();
     for name in list_names(&tmp)? {

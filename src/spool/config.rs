@@ -10,6 +10,7 @@ use std::path::Path;
 pub const FILE_NAME: &str = "qspool.json";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_LEASE_MS: u64 = 30_000;
+pub const DEFAULT_RETAIN_DONE_MS: u64 = 86_400_000;
 /// The most of the settings file that is read: it is a few dozen bytes when qspool writes it.
 const MAX_SIZE: u64 = 64 * 1024;
 
@@ -32,6 +33,9 @@ pub struct Config {
     pub max_attempts: u32,
     /// Lease length when a command is not given `--lease`.
     pub lease_ms: u64,
+    /// How long an acked message stays in `done/` before `requeue --expired` or `stats`
+    /// removes it; a file written before this setting existed gets the default.
+    pub retain_done_ms: u64,
 }
 
 impl Default for Config {
@@ -39,6 +43,7 @@ impl Default for Config {
         Config {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             lease_ms: DEFAULT_LEASE_MS,
+            retain_done_ms: DEFAULT_RETAIN_DONE_MS,
         }
     }
 }
@@ -68,12 +73,13 @@ impl Config {
         Ok(cfg)
     }
 
-    /// How `init` prints settings: `max-attempts 5, lease 30s`.
+    /// How `init` prints settings: `max-attempts 5, lease 30s, retain-done 1d`.
     pub fn describe(&self) -> String {
         format!(
-            "max-attempts {}, lease {}",
+            "max-attempts {}, lease {}, retain-done {}",
             self.max_attempts,
-            crate::duration::format_ms(self.lease_ms)
+            crate::duration::format_ms(self.lease_ms),
+            crate::duration::format_ms(self.retain_done_ms)
         )
     }
 

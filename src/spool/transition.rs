@@ -161,6 +161,31 @@ impl Spool {
         Ok(done)
     }
 
+    /// Removes the acked messages whose time in `done/` is past the spool's `retain_done_ms` at
+    /// `now`, and returns their ids. Only plain files under done-names are removed; one that
+    /// cannot be removed is passed to `failed` and the others still go.
+    pub fn expire_done(&self, now: u64, failed: &mut dyn FnMut(anyhow::Error)) -> Result<Vec<Id>> {
+        let dir = self.dir(Dir::Done);
+        let mut ended: Vec<Ended> = list_names(&dir)?
+            .iter()
+            .filter_map(|n| Ended::parse(n).ok())
+            .filter(|e| e.at_ms.saturating_add(self.config.retain_done_ms) <= now)
+            .collect();
+        ended.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut removed = Vec::new();
+        for e in ended {
+            let path = dir.join(e.to_string());
+            match durable::lstat_plain(&path).and_then(|_| std::fs::remove_file(&path)) {
+                Ok(()) => removed.push(e.id),
+                Err(err) if is_missing(&err) => {}
+                Err(err) => {
+                    failed(anyhow::Error::new(err).context(format!("remove {}", path.display())))
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Rings the doorbell: touches `new/`, which waiting pops watch, after a message went in.
     /// Best effort: a waiter that misses it still looks again within `wait::RECHECK`.
     pub(crate) fn ring(&self) {

@@ -456,12 +456,15 @@ fn init_repairs_a_corrupt_settings_file() {
         );
         assert!(line.contains(why), "{line}");
         assert!(
-            line.ends_with("; replaced with max-attempts 5, lease 2m"),
+            line.ends_with("; replaced with max-attempts 5, lease 2m, retain-done 1d"),
             "{line}"
         );
         assert_eq!(
             stdout(&out),
-            format!("{}: max-attempts 5, lease 2m\n", env.spool().display())
+            format!(
+                "{}: max-attempts 5, lease 2m, retain-done 1d\n",
+                env.spool().display()
+            )
         );
         assert_eq!(env.settings()["max_attempts"], 5);
         assert_eq!(env.settings()["lease_ms"], 120_000);
