@@ -37,7 +37,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first within each state, without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
-            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete finished messages from done/ or dead/ for good. Prints the ids removed')
+            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one message''s payload, whatever its state, without leasing it or changing anything')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -141,13 +141,15 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;purge' {
-            [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'Only messages that finished at least this long ago')
+            [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'Only messages that entered their state at least this long ago (for ready ones: became visible; delayed ones never qualify)')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--done', '--done', [CompletionResultType]::ParameterName, 'Purge done/ (acked messages)')
             [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Purge dead/ (dead-lettered messages)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--ready', '--ready', [CompletionResultType]::ParameterName, 'Purge new/: ready and delayed messages, never delivered or waiting for a retry')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Confirm deleting ready or dead messages without naming them')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'qspool;work' {
@@ -187,7 +189,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first within each state, without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
-            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete finished messages from done/ or dead/ for good. Prints the ids removed')
+            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one message''s payload, whatever its state, without leasing it or changing anything')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')

@@ -533,7 +533,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__purge)
-            opts="-s -h --done --dead --older-than --spool --help"
+            opts="-s -h --done --dead --ready --older-than --yes --spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

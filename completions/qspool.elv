@@ -34,7 +34,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand stats 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
             cand list 'List messages, oldest first within each state, without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
-            cand purge 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
+            cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
             cand show 'Print one message''s payload, whatever its state, without leasing it or changing anything'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -127,13 +127,15 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --help 'Print help'
         }
         &'qspool;purge'= {
-            cand --older-than 'Only messages that finished at least this long ago'
+            cand --older-than 'Only messages that entered their state at least this long ago (for ready ones: became visible; delayed ones never qualify)'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --done 'Purge done/ (acked messages)'
             cand --dead 'Purge dead/ (dead-lettered messages)'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand --ready 'Purge new/: ready and delayed messages, never delivered or waiting for a retry'
+            cand --yes 'Confirm deleting ready or dead messages without naming them'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;work'= {
             cand --lease 'Lease length; extended while CMD runs [default: the spool''s, 30s unless set by init]'
@@ -170,7 +172,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand stats 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
             cand list 'List messages, oldest first within each state, without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
-            cand purge 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
+            cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
             cand show 'Print one message''s payload, whatever its state, without leasing it or changing anything'
             cand help 'Print this message or the help of the given subcommand(s)'

@@ -37,7 +37,7 @@ complete -c qspool -n "__fish_qspool_needs_command" -f -a "bury" -d 'Move leased
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "stats" -d 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "list" -d 'List messages, oldest first within each state, without reading a payload'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "dlq-replay" -d 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
-complete -c qspool -n "__fish_qspool_needs_command" -f -a "purge" -d 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
+complete -c qspool -n "__fish_qspool_needs_command" -f -a "purge" -d 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "work" -d 'Run CMD once per message, with the payload on its standard input; CMD\'s exit code decides'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "show" -d 'Print one message\'s payload, whatever its state, without leasing it or changing anything'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -85,11 +85,13 @@ complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -l limit -d 'R
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -l all -d 'Replay every dead message, oldest first'
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -s h -l help -d 'Print help'
-complete -c qspool -n "__fish_qspool_using_subcommand purge" -l older-than -d 'Only messages that finished at least this long ago' -r
+complete -c qspool -n "__fish_qspool_using_subcommand purge" -l older-than -d 'Only messages that entered their state at least this long ago (for ready ones: became visible; delayed ones never qualify)' -r
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l done -d 'Purge done/ (acked messages)'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l dead -d 'Purge dead/ (dead-lettered messages)'
-complete -c qspool -n "__fish_qspool_using_subcommand purge" -s h -l help -d 'Print help'
+complete -c qspool -n "__fish_qspool_using_subcommand purge" -l ready -d 'Purge new/: ready and delayed messages, never delivered or waiting for a retry'
+complete -c qspool -n "__fish_qspool_using_subcommand purge" -l yes -d 'Confirm deleting ready or dead messages without naming them'
+complete -c qspool -n "__fish_qspool_using_subcommand purge" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l lease -d 'Lease length; extended while CMD runs [default: the spool\'s, 30s unless set by init]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l backoff -d 'Delay before the first retry of a failed message; it doubles with each attempt' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l backoff-max -d 'Longest delay between retries' -r
@@ -113,7 +115,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "stats" -d 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "list" -d 'List messages, oldest first within each state, without reading a payload'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "dlq-replay" -d 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "purge" -d 'Delete finished messages from done/ or dead/ for good. Prints the ids removed'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "purge" -d 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "work" -d 'Run CMD once per message, with the payload on its standard input; CMD\'s exit code decides'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "show" -d 'Print one message\'s payload, whatever its state, without leasing it or changing anything'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

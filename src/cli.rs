@@ -318,13 +318,22 @@ pub struct DlqReplayArgs {
     pub limit: Option<usize>,
 }
 
-/// Delete finished messages from done/ or dead/ for good. Prints the ids removed.
+/// Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the
+/// ids removed, one per line.
+///
+/// Deleting every ready or dead message (no ID given) needs --yes: those are messages nobody
+/// has handled. Leased messages are never purged; bury them first.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool purge --done --older-than 7d
-  qspool purge --dead")]
-#[command(group = clap::ArgGroup::new("which").required(true).multiple(true).args(["done", "dead"]))]
+  qspool purge --dead --yes
+  qspool purge --ready 1795833091123456.4242.00000007.9f3c2a1b.web-01")]
+#[command(group = clap::ArgGroup::new("which").required(true).multiple(true).args(["done", "dead", "ready"]))]
 pub struct PurgeArgs {
+    /// Only these messages (in the states chosen)
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+
     /// Purge done/ (acked messages)
     #[arg(long)]
     pub done: bool,
@@ -333,9 +342,18 @@ pub struct PurgeArgs {
     #[arg(long)]
     pub dead: bool,
 
-    /// Only messages that finished at least this long ago
+    /// Purge new/: ready and delayed messages, never delivered or waiting for a retry
+    #[arg(long)]
+    pub ready: bool,
+
+    /// Only messages that entered their state at least this long ago (for ready ones: became
+    /// visible; delayed ones never qualify)
     #[arg(long, value_name = "DUR", value_parser = duration::any, default_value = "0")]
     pub older_than: u64,
+
+    /// Confirm deleting ready or dead messages without naming them
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// Run CMD once per message, with the payload on its standard input; CMD's exit code decides.

@@ -17,6 +17,8 @@ mod init;
 mod pop;
 #[path = "cli/prometheus.rs"]
 mod prometheus;
+#[path = "cli/purge.rs"]
+mod purge;
 #[path = "cli/push.rs"]
 mod push;
 #[path = "cli/recipes.rs"]

@@ -1,43 +1,117 @@
-//! `qspool purge`: delete finished messages from done/ or dead/ for good.
+//! `qspool purge`: delete messages from done/, dead/ or new/ for good.
 
 use crate::cli::PurgeArgs;
-use crate::exit::{Code, Tally};
-use crate::spool::name::Ended;
+use crate::cmd::parse_ids;
+use crate::exit::{Code, NotFound, Tally, Usage};
+use crate::spool::name::{Bucket, Ended, Id, Ready};
+use crate::spool::scan::State;
 use crate::spool::transition::list_names;
 use crate::spool::{Dir, Spool, durable, now_ms};
 use anyhow::{Context, Result};
+use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
+    let only: BTreeSet<Id> = parse_ids(&args.ids)?.into_iter().collect();
+    if (args.ready || args.dead) && only.is_empty() && !args.yes {
+        // Nobody has handled these: deleting all of them must be meant.
+        return Err(Usage(
+            "purging every ready or dead message needs --yes, or the ids to purge".into(),
+        )
+        .into());
+    }
     let spool = Spool::open(root)?;
-    let cutoff = now_ms().saturating_sub(args.older_than);
-    let mut out = std::io::stdout().lock();
-    let mut tally = Tally::default();
-    let dirs = [(args.done, Dir::Done), (args.dead, Dir::Dead)];
-    for dir in dirs
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, d)| spool.dir(*d))
-    {
-        let mut names: Vec<Ended> = list_names(&dir)?
+    let now = now_ms();
+    let cutoff = now.saturating_sub(args.older_than);
+    let mut victims: Vec<(Id, PathBuf)> = Vec::new();
+    let wanted = |id: &Id| only.is_empty() || only.contains(id);
+    if args.ready {
+        // The walk sees plain files only: anything else in new/ is foreign, never a message.
+        spool.scan(now, &mut |seen| {
+            let Some(m) = seen else {
+                return;
+            };
+            // A delayed message has not been waiting at all yet.
+            let old_enough = args.older_than == 0 || m.at_ms <= cutoff;
+            if matches!(m.state, State::Ready | State::Delayed) && old_enough && wanted(&m.id) {
+                let ready = Ready {
+                    id: m.id.clone(),
+                    attempts: m.attempts,
+                    visible_ms: m.at_ms,
+                };
+                let path = spool
+                    .dir(Dir::New)
+                    .join(Bucket::of(m.at_ms).rel_path())
+                    .join(ready.to_string());
+                victims.push((m.id, path));
+            }
+        })?;
+    }
+    for (on, dir) in [(args.done, Dir::Done), (args.dead, Dir::Dead)] {
+        if !on {
+            continue;
+        }
+        // Every name of ours is a candidate, so that a foreign file under one (a link, a hard
+        // link) is reported below as refused, not passed over in silence.
+        let dir = spool.dir(dir);
+        for e in list_names(&dir)?
             .iter()
             .filter_map(|n| Ended::parse(n).ok())
-            .filter(|e| e.at_ms <= cutoff)
-            .collect();
-        names.sort_by(|a, b| a.id.cmp(&b.id));
-        for e in names {
-            let path = dir.join(e.to_string());
-            // Foreign files under our names (links, hard links) are refused, never deleted.
-            let removed = durable::lstat_plain(&path).and_then(|_| std::fs::remove_file(&path));
-            match removed {
-                Ok(()) => writeln!(out, "{}", e.id).context("write to standard output")?,
-                Err(err) if durable::is_missing(&err) => {}
-                Err(err) => tally
-                    .fail(anyhow::Error::new(err).context(format!("remove {}", path.display()))),
+        {
+            if e.at_ms <= cutoff && wanted(&e.id) {
+                let path = dir.join(e.to_string());
+                victims.push((e.id, path));
+            }
+        }
+    }
+    victims.sort();
+
+    let mut out = std::io::stdout().lock();
+    let mut tally = Tally::default();
+    let mut removed = BTreeSet::new();
+    for (id, path) in victims {
+        // Foreign files under our names (links, hard links) are refused, never deleted.
+        match durable::lstat_plain(&path).and_then(|_| std::fs::remove_file(&path)) {
+            Ok(()) => {
+                writeln!(out, "{id}").context("write to standard output")?;
+                removed.insert(id);
+            }
+            // Moved meanwhile (leased, acked, replayed): it is no longer what was asked for.
+            Err(e) if durable::is_missing(&e) => {}
+            Err(e) => {
+                tally.fail(anyhow::Error::new(e).context(format!("remove {}", path.display())))
             }
         }
     }
     out.flush().context("write to standard output")?;
+    for id in only.difference(&removed) {
+        tally.fail(
+            NotFound(format!(
+                "{id}: no such message in {}{}",
+                states(args),
+                if args.older_than > 0 {
+                    " old enough"
+                } else {
+                    ""
+                }
+            ))
+            .into(),
+        );
+    }
     Ok(tally.code())
+}
+
+/// The states a purge looks in, as its error messages name them.
+fn states(args: &PurgeArgs) -> String {
+    let names: Vec<&str> = [
+        (args.ready, "new/"),
+        (args.done, "done/"),
+        (args.dead, "dead/"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect();
+    names.join(" or ")
 }

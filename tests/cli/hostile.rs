@@ -490,10 +490,10 @@ fn foreign_things_in_done_and_dead_are_never_replayed_or_purged() {
         assert_ne!(o.status.code(), Some(0), "{id}");
         assert!(o.stdout.is_empty());
     }
-    let o = run(&env, &["purge", "--done", "--dead"]);
+    let o = run(&env, &["purge", "--done", "--dead", "--yes"]);
     assert_exit(&o, 1);
     assert_eq!(stdout(&o), "");
-    let o = run(&env, &["purge", "--dead", "--older-than", "1d"]);
+    let o = run(&env, &["purge", "--dead", "--older-than", "1d", "--yes"]);
     assert_exit(&o, 1);
     assert_eq!(fingerprint(env.spool()), before);
     for (_, p, kind) in &planted {
@@ -550,7 +550,7 @@ fn a_fifo_where_a_message_should_be_does_not_hang_anything() {
         &["ack", &r],
         &["extend", &r],
         &["dlq-replay", "--all"],
-        &["purge", "--dead"],
+        &["purge", "--dead", "--yes"],
     ] {
         // `run` would fail on a timeout: a killed process has no exit code.
         let o = run(&env, args);
@@ -593,7 +593,7 @@ fn a_symlinked_state_directory_is_refused() {
             &["extend", &r],
             &["bury", &r],
             &["dlq-replay", "--all"],
-            &["purge", "--done", "--dead"],
+            &["purge", "--done", "--dead", "--yes"],
         ] {
             let o = run(&env, args);
             let err = one_error(&o, 1);

@@ -292,7 +292,7 @@ fn commands_that_do_not_create_refuse_a_missing_spool() {
         vec!["dlq-replay", "--all"],
         vec!["dlq-replay", &id],
         vec!["purge", "--done"],
-        vec!["purge", "--dead", "--older-than", "1d"],
+        vec!["purge", "--dead", "--older-than", "1d", "--yes"],
     ];
     for path in [env.spool(), deeper.as_path(), empty_dir.as_path()] {
         for args in &commands {

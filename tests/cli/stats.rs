@@ -564,7 +564,7 @@ fn purge_dead_and_both() {
     let env = Env::new();
     let done = done_messages(&env, 1);
     let dead = dead_messages(&env, 2);
-    let o = run(&env, &["purge", "--dead"]);
+    let o = run(&env, &["purge", "--dead", "--yes"]);
     assert_exit(&o, 0);
     let mut got = out_lines(&o);
     got.sort();
@@ -573,7 +573,7 @@ fn purge_dead_and_both() {
     assert_eq!(env.names("done").len(), 1);
 
     let dead2 = dead_messages(&env, 1);
-    let o = run(&env, &["purge", "--done", "--dead"]);
+    let o = run(&env, &["purge", "--done", "--dead", "--yes"]);
     assert_exit(&o, 0);
     let mut got = out_lines(&o);
     got.sort();
@@ -591,13 +591,16 @@ fn purge_older_than_keeps_recent_ones() {
     age_ended(&env.spool().join("done"), &done[0], 2 * 86_400_000);
     age_ended(&env.spool().join("dead"), &dead[1], 2 * 3_600_000);
 
-    let o = run(&env, &["purge", "--done", "--dead", "--older-than", "1d"]);
+    let o = run(
+        &env,
+        &["purge", "--done", "--dead", "--older-than", "1d", "--yes"],
+    );
     assert_exit(&o, 0);
     assert_eq!(out_lines(&o), vec![done[0].clone()]);
     assert_eq!(env.names("done").len(), 1);
     assert_eq!(env.names("dead").len(), 2);
 
-    let o = run(&env, &["purge", "--dead", "--older-than", "1h"]);
+    let o = run(&env, &["purge", "--dead", "--older-than", "1h", "--yes"]);
     assert_exit(&o, 0);
     assert_eq!(out_lines(&o), vec![dead[1].clone()]);
     let left = env.names("dead");
