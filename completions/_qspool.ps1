@@ -35,7 +35,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('extend', 'extend', [CompletionResultType]::ParameterValue, 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt')
             [CompletionResult]::new('bury', 'bury', [CompletionResultType]::ParameterValue, 'Move leased messages straight to dead/, whatever attempts remain (a poison message)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first within each state, without reading a payload')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first (by first push, across states), without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
@@ -123,10 +123,11 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;list' {
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Only the N oldest')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Include done (acked) messages too')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message: id, state, attempt, enqueued_at, visible_at, lease_expires_at or finished_at, state_since (where the name records it), size')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -187,7 +188,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('extend', 'extend', [CompletionResultType]::ParameterValue, 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt')
             [CompletionResult]::new('bury', 'bury', [CompletionResultType]::ParameterValue, 'Move leased messages straight to dead/, whatever attempts remain (a poison message)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first within each state, without reading a payload')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first (by first push, across states), without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')

@@ -469,12 +469,16 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__list)
-            opts="-s -h --all --json --spool --help ready delayed leased expired done dead"
+            opts="-s -h --all --json --limit --spool --help ready delayed leased expired done dead"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --spool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

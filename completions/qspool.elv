@@ -32,7 +32,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand extend 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
             cand bury 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
             cand stats 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
-            cand list 'List messages, oldest first within each state, without reading a payload'
+            cand list 'List messages, oldest first (by first push, across states), without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
             cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
@@ -111,10 +111,11 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;list'= {
+            cand --limit 'Only the N oldest'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --all 'Include done (acked) messages too'
-            cand --json 'Print one JSON object per message'
+            cand --json 'Print one JSON object per message: id, state, attempt, enqueued_at, visible_at, lease_expires_at or finished_at, state_since (where the name records it), size'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -170,7 +171,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand extend 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
             cand bury 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
             cand stats 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
-            cand list 'List messages, oldest first within each state, without reading a payload'
+            cand list 'List messages, oldest first (by first push, across states), without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
             cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'

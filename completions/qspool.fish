@@ -35,7 +35,7 @@ complete -c qspool -n "__fish_qspool_needs_command" -f -a "requeue" -d 'Give lea
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "extend" -d 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "bury" -d 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "stats" -d 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
-complete -c qspool -n "__fish_qspool_needs_command" -f -a "list" -d 'List messages, oldest first within each state, without reading a payload'
+complete -c qspool -n "__fish_qspool_needs_command" -f -a "list" -d 'List messages, oldest first (by first push, across states), without reading a payload'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "dlq-replay" -d 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "purge" -d 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "work" -d 'Run CMD once per message, with the payload on its standard input; CMD\'s exit code decides'
@@ -77,9 +77,10 @@ complete -c qspool -n "__fish_qspool_using_subcommand stats" -s s -l spool -d 'T
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -l json -d 'Print one JSON object'
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -l prometheus -d 'Print node_exporter\'s textfile format: per state the messages, their bytes and the age of the oldest; and the foreign entries. Each series is labelled with the spool\'s path'
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c qspool -n "__fish_qspool_using_subcommand list" -l limit -d 'Only the N oldest' -r
 complete -c qspool -n "__fish_qspool_using_subcommand list" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand list" -l all -d 'Include done (acked) messages too'
-complete -c qspool -n "__fish_qspool_using_subcommand list" -l json -d 'Print one JSON object per message'
+complete -c qspool -n "__fish_qspool_using_subcommand list" -l json -d 'Print one JSON object per message: id, state, attempt, enqueued_at, visible_at, lease_expires_at or finished_at, state_since (where the name records it), size'
 complete -c qspool -n "__fish_qspool_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -l limit -d 'Replay at most N messages' -r
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
@@ -113,7 +114,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "extend" -d 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "bury" -d 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "stats" -d 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
-complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "list" -d 'List messages, oldest first within each state, without reading a payload'
+complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "list" -d 'List messages, oldest first (by first push, across states), without reading a payload'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "dlq-replay" -d 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "purge" -d 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show help" -f -a "work" -d 'Run CMD once per message, with the payload on its standard input; CMD\'s exit code decides'

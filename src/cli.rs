@@ -241,7 +241,7 @@ pub struct StatsArgs {
     pub output: Option<PathBuf>,
 }
 
-/// List messages, oldest first within each state, without reading a payload.
+/// List messages, oldest first (by first push, across states), without reading a payload.
 ///
 /// One line per message: state, id, attempts (leases so far), age since first push, size, and
 /// when it becomes visible, when its lease expires, or when it finished. Works on a read-only
@@ -260,9 +260,14 @@ pub struct ListArgs {
     #[arg(long, conflicts_with = "states")]
     pub all: bool,
 
-    /// Print one JSON object per message
+    /// Print one JSON object per message: id, state, attempt, enqueued_at, visible_at,
+    /// lease_expires_at or finished_at, state_since (where the name records it), size
     #[arg(long)]
     pub json: bool,
+
+    /// Only the N oldest
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 }
 
 /// A message state, as `list` takes it.

@@ -8,22 +8,28 @@ use crate::spool::scan::{Seen, State};
 use crate::spool::{Spool, now_ms};
 use anyhow::{Context, Result};
 use serde::Serialize;
+use std::collections::BinaryHeap;
 use std::io::Write;
 use std::path::Path;
 
 #[derive(Serialize)]
 struct Line<'a> {
-    state: &'static str,
     id: &'a str,
-    attempts: u32,
+    state: &'static str,
+    /// Leases so far (ready, delayed, done, dead), or this lease's number (leased, expired).
+    attempt: u32,
     enqueued_at: String,
-    size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     visible_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lease_expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finished_at: Option<String>,
+    /// When the message entered its present state, where the name records it: the finish time
+    /// of done and dead messages, the visible-at of ready ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_since: Option<String>,
+    size: u64,
 }
 
 pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
@@ -39,13 +45,22 @@ pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
     };
     let spool = Spool::open(root)?;
     let now = now_ms();
-    let mut seen = Vec::new();
+    let limit = args.limit.unwrap_or(usize::MAX);
+    // With --limit, only the `limit` oldest are kept as the scan goes (a max-heap on the id,
+    // which sorts by enqueue time): memory follows the limit, not the spool.
+    let mut oldest: BinaryHeap<ById> = BinaryHeap::new();
     spool.scan(now, &mut |m| {
         if let Some(m) = m.filter(|m| wanted.contains(&m.state)) {
-            seen.push(m);
+            if oldest.len() < limit {
+                oldest.push(ById(m));
+            } else if oldest.peek().is_some_and(|top| m.id < top.0.id) {
+                oldest.pop();
+                oldest.push(ById(m));
+            }
         }
     })?;
-    seen.sort_unstable_by(|a, b| (a.state, &a.id).cmp(&(b.state, &b.id)));
+    // Oldest enqueued first, across states.
+    let seen: Vec<Seen> = oldest.into_sorted_vec().into_iter().map(|b| b.0).collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for m in &seen {
         let text = if args.json {
@@ -73,20 +88,52 @@ fn state_of(s: StateArg) -> State {
 fn json_line(m: &Seen) -> Line<'_> {
     let at = Some(rfc3339_ms(m.at_ms));
     let (mut visible_at, mut lease_expires_at, mut finished_at) = (None, None, None);
+    let mut state_since = None;
     match m.state {
-        State::Ready | State::Delayed => visible_at = at,
+        State::Ready => {
+            visible_at = at.clone();
+            state_since = at;
+        }
+        State::Delayed => visible_at = at,
         State::Leased | State::Expired => lease_expires_at = at,
-        State::Done | State::Dead => finished_at = at,
+        State::Done | State::Dead => {
+            finished_at = at.clone();
+            state_since = at;
+        }
     }
     Line {
-        state: m.state.name(),
         id: m.id.as_str(),
-        attempts: m.attempts,
+        state: m.state.name(),
+        attempt: m.attempts,
         enqueued_at: rfc3339_us(m.id.enqueued_us()),
-        size: m.size,
         visible_at,
         lease_expires_at,
         finished_at,
+        state_since,
+        size: m.size,
+    }
+}
+
+/// A message ordered by its id alone, for the heap of the oldest.
+struct ById(Seen);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ById {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.id.cmp(&other.0.id)
     }
 }
 

@@ -752,7 +752,7 @@ wait $!
             let v: Value = serde_json::from_str(l).unwrap();
             let id = v["id"].as_str().unwrap();
             let state = v["state"].as_str().unwrap().to_owned();
-            (ids[id], (state, v["attempts"].as_u64().unwrap()))
+            (ids[id], (state, v["attempt"].as_u64().unwrap()))
         })
         .collect();
     assert_eq!(states.len(), 5, "{states:?}");

@@ -698,18 +698,20 @@ fn list_json(env: &Env, args: &[&str]) -> Vec<Value> {
 }
 
 #[test]
-fn list_shows_every_message_but_done_by_default_in_state_then_push_order() {
+fn list_shows_every_message_but_done_by_default_oldest_push_first_across_states() {
     let env = every_state();
     // A foreign file is never listed.
     fs::write(env.spool().join("dead").join("junk"), b"x").unwrap();
     let all = list_json(&env, &[]);
     let states: Vec<&str> = all.iter().map(|m| m["state"].as_str().unwrap()).collect();
+    // Pushed as dead, leased, expired, ready-1, ready-2, delayed (done is left out).
     assert_eq!(
         states,
-        ["ready", "ready", "delayed", "leased", "expired", "dead"]
+        ["dead", "leased", "expired", "ready", "ready", "delayed"]
     );
-    // Within a state, oldest push first.
-    assert!(all[0]["id"].as_str() < all[1]["id"].as_str());
+    for pair in all.windows(2) {
+        assert!(pair[0]["id"].as_str() < pair[1]["id"].as_str());
+    }
     for m in &all {
         assert_id(m["id"].as_str().unwrap());
         assert!(m["enqueued_at"].as_str().unwrap().ends_with('Z'), "{m}");
@@ -718,12 +720,20 @@ fn list_shows_every_message_but_done_by_default_in_state_then_push_order() {
             "a listing must not hand out receipts: {m}"
         );
     }
-    assert_eq!(all[0]["size"], "ready-1".len());
-    assert_eq!(all[0]["attempts"], 0);
-    assert!(all[0]["visible_at"].is_string() && all[2]["visible_at"].is_string());
-    assert!(all[3]["lease_expires_at"].is_string() && all[4]["lease_expires_at"].is_string());
-    assert_eq!(all[3]["attempts"], 1);
-    assert!(all[5]["finished_at"].is_string());
+    assert_eq!(all[3]["size"], "ready-1".len());
+    assert_eq!(all[3]["attempt"], 0);
+    assert!(all[3]["visible_at"].is_string() && all[5]["visible_at"].is_string());
+    assert!(all[1]["lease_expires_at"].is_string() && all[2]["lease_expires_at"].is_string());
+    assert_eq!(all[1]["attempt"], 1);
+    assert!(all[0]["finished_at"].is_string());
+    // The time a message entered its state, where its name records it.
+    assert_eq!(all[0]["state_since"], all[0]["finished_at"]);
+    assert_eq!(all[3]["state_since"], all[3]["visible_at"]);
+    assert!(all[5].get("state_since").is_none() && all[1].get("state_since").is_none());
+    // --limit keeps the oldest.
+    let two = list_json(&env, &["--limit", "2"]);
+    assert_eq!(two, all[..2]);
+    assert!(list_json(&env, &["--limit", "0"]).is_empty());
     // --all adds done; states pick; both together are a usage error.
     assert_eq!(list_json(&env, &["--all"]).len(), 7);
     let picked = list_json(&env, &["done", "expired"]);
@@ -731,7 +741,7 @@ fn list_shows_every_message_but_done_by_default_in_state_then_push_order() {
         .iter()
         .map(|m| m["state"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["expired", "done"]);
+    assert_eq!(states, ["done", "expired"]);
     assert_exit(&env.run(&["list", "--all", "dead"]), 2);
     assert_exit(&env.run(&["list", "bogus"]), 2);
     // The human form has one line per message, led by its state, and says when things happen.
@@ -739,15 +749,15 @@ fn list_shows_every_message_but_done_by_default_in_state_then_push_order() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6, "{text}");
     assert!(
-        lines[2].starts_with("delayed ") && lines[2].contains("visible in "),
+        lines[5].starts_with("delayed ") && lines[5].contains("visible in "),
         "{text}"
     );
     assert!(
-        lines[3].starts_with("leased ") && lines[3].contains("expires in "),
+        lines[1].starts_with("leased ") && lines[1].contains("expires in "),
         "{text}"
     );
     assert!(
-        lines[4].starts_with("expired ") && lines[4].contains(" ago"),
+        lines[2].starts_with("expired ") && lines[2].contains(" ago"),
         "{text}"
     );
 }
