@@ -3,6 +3,7 @@
 use crate::cli::PopArgs;
 use crate::encode::{Base64Encoder, Utf8Check, json_escape_into, rfc3339_ms, rfc3339_us};
 use crate::exit::{Code, NotFound, Usage};
+use crate::spool::name::Leased;
 use crate::spool::ready::{Lease, Take};
 use crate::spool::{Spool, durable, now_ms};
 use crate::wait::{Waiter, earliest};
@@ -11,18 +12,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// How many payload bytes `pop --json` reads at a time: its memory use does not depend on the
-/// size of a payload.
-const CHUNK: usize = 64 * 1024;
-
-/// The fields of a `--json` object that come before the payload, in their order of output.
-struct Head<'a> {
-    id: &'a str,
-    receipt: String,
-    attempt: u32,
-    enqueued_at: String,
-    lease_expires_at: String,
-}
+/// How many payload bytes `--json` output reads at a time: its memory use does not depend on
+/// the size of a payload.
+pub(crate) const CHUNK: usize = 64 * 1024;
 
 pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
     if args.count > 1 && !args.json {
@@ -133,14 +125,9 @@ fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
                 .metadata()
                 .with_context(|| format!("read {}", path.display()))?
                 .len();
-            let head = Head {
-                id: l.leased.id.as_str(),
-                receipt: l.leased.to_string(),
-                attempt: l.leased.attempt,
-                enqueued_at: rfc3339_us(l.enqueued_us),
-                lease_expires_at: rfc3339_ms(l.leased.expires_ms),
-            };
-            write_json(&mut out, &mut file, size, &head, &path, CHUNK)?;
+            let head = head(&l.leased, l.enqueued_us)?;
+            let name = path.display().to_string();
+            write_json(&mut out, &mut file, size, &head, &name, CHUNK)?;
         } else {
             io::copy(&mut file, &mut out)
                 .with_context(|| format!("write {} to standard output", path.display()))?;
@@ -149,21 +136,39 @@ fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
     out.flush().context("write to standard output")
 }
 
-/// Writes one `--json` object and its newline: the fields of `head`, `size`, then `body`, the
-/// payload as a JSON string when it is valid UTF-8, or else `body_base64`. `body` is `size`
-/// bytes long and read `chunk` bytes at a time, twice: once to tell whether it is UTF-8, and
-/// again, from the start, to encode it, so that no payload is ever held in memory whole. The
-/// output is exactly what serde_json would make of the whole object.
-fn write_json<R: Read + Seek, W: Write>(
+/// The fields of a `pop --json` object that come before `size`, in their order of output.
+fn head(leased: &Leased, enqueued_us: u64) -> Result<Vec<(&'static str, String)>> {
+    Ok(vec![
+        ("id", serde_json::to_string(leased.id.as_str())?),
+        ("receipt", serde_json::to_string(&leased.to_string())?),
+        ("attempt", serde_json::to_string(&leased.attempt)?),
+        (
+            "enqueued_at",
+            serde_json::to_string(&rfc3339_us(enqueued_us))?,
+        ),
+        (
+            "lease_expires_at",
+            serde_json::to_string(&rfc3339_ms(leased.expires_ms))?,
+        ),
+    ])
+}
+
+/// Writes one `--json` object and its newline: the fields of `head` (each key with its value
+/// already serialized as JSON), `size`, then `body`, the payload as a JSON string when it is
+/// valid UTF-8, or else `body_base64`. `body` is `size` bytes long and read `chunk` bytes at a
+/// time, twice: once to tell whether it is UTF-8, and again, from the start, to encode it, so
+/// that no payload is ever held in memory whole. The output is exactly what serde_json would
+/// make of the whole object. Errors name the message as `name`.
+pub(crate) fn write_json<R: Read + Seek, W: Write>(
     out: &mut W,
     body: &mut R,
     size: u64,
-    head: &Head,
-    path: &Path,
+    head: &[(&str, String)],
+    name: &str,
     chunk: usize,
 ) -> Result<()> {
-    let read_ctx = || format!("read {}", path.display());
-    let write_ctx = || format!("write {} to standard output", path.display());
+    let read_ctx = || format!("read {name}");
+    let write_ctx = || format!("write {name} to standard output");
     let mut buf = vec![0; chunk.max(1)];
 
     // Pass 1: is it UTF-8? (Stops at the first byte that says no.)
@@ -180,23 +185,14 @@ fn write_json<R: Read + Seek, W: Write>(
         }
     };
     if utf8 && seen != size {
-        return Err(changed(path));
+        return Err(changed(name));
     }
     body.seek(SeekFrom::Start(0)).with_context(read_ctx)?;
 
     let mut line = Vec::with_capacity(512);
     line.push(b'{');
-    for (key, value) in [
-        ("id", serde_json::to_string(head.id)?),
-        ("receipt", serde_json::to_string(&head.receipt)?),
-        ("attempt", serde_json::to_string(&head.attempt)?),
-        ("enqueued_at", serde_json::to_string(&head.enqueued_at)?),
-        (
-            "lease_expires_at",
-            serde_json::to_string(&head.lease_expires_at)?,
-        ),
-        ("size", serde_json::to_string(&size)?),
-    ] {
+    let size_field = ("size", size.to_string());
+    for (key, value) in head.iter().chain([&size_field]) {
         line.extend_from_slice(format!("\"{key}\":{value},").as_bytes());
     }
     line.extend_from_slice(if utf8 {
@@ -222,7 +218,7 @@ fn write_json<R: Read + Seek, W: Write>(
         line.clear();
         if utf8 {
             if !check.feed(data) {
-                return Err(changed(path));
+                return Err(changed(name));
             }
             json_escape_into(data, &mut line);
         } else {
@@ -231,7 +227,7 @@ fn write_json<R: Read + Seek, W: Write>(
         out.write_all(&line).with_context(write_ctx)?;
     }
     if seen != size || (utf8 && !check.finish()) {
-        return Err(changed(path));
+        return Err(changed(name));
     }
     line.clear();
     b64.finish(&mut line);
@@ -249,12 +245,9 @@ fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// The error for a payload that changed while `pop --json` read it.
-fn changed(path: &Path) -> anyhow::Error {
-    anyhow::anyhow!(
-        "read {}: the payload changed while it was read",
-        path.display()
-    )
+/// The error for a payload that changed while `--json` output read it.
+fn changed(name: &str) -> anyhow::Error {
+    anyhow::anyhow!("read {name}: the payload changed while it was read")
 }
 
 fn write_receipts(path: &Path, text: &[u8]) -> io::Result<()> {
@@ -305,26 +298,27 @@ mod tests {
         body_base64: Option<String>,
     }
 
-    fn head() -> Head<'static> {
-        Head {
-            id: "1795828985009846.1435.00000000.2470bf32.vm",
-            receipt: "1795828985009846.1435.00000000.2470bf32.vm,a3,l1795829015009,t0a1b2c3d"
-                .into(),
+    const ENQUEUED_US: u64 = 1_795_828_985_009_846;
+
+    fn leased() -> Leased {
+        Leased {
+            id: crate::spool::name::Id::parse("1795828985009846.1435.00000000.2470bf32.vm")
+                .unwrap(),
             attempt: 3,
-            enqueued_at: rfc3339_us(1_795_828_985_009_846),
-            lease_expires_at: rfc3339_ms(1_795_829_015_009),
+            expires_ms: 1_795_829_015_009,
+            token: 0x0a1b_2c3d,
         }
     }
 
     fn expected(payload: &[u8]) -> Vec<u8> {
-        let h = head();
+        let l = leased();
         let text = std::str::from_utf8(payload).ok();
         let d = Delivery {
-            id: h.id,
-            receipt: &h.receipt,
-            attempt: h.attempt,
-            enqueued_at: &h.enqueued_at,
-            lease_expires_at: &h.lease_expires_at,
+            id: l.id.as_str(),
+            receipt: &l.to_string(),
+            attempt: l.attempt,
+            enqueued_at: &rfc3339_us(ENQUEUED_US),
+            lease_expires_at: &rfc3339_ms(l.expires_ms),
             size: payload.len(),
             body: text,
             body_base64: text.is_none().then(|| base64(payload)),
@@ -341,8 +335,8 @@ mod tests {
             &mut out,
             &mut body,
             payload.len() as u64,
-            &head(),
-            Path::new("leased/x"),
+            &head(&leased(), ENQUEUED_US).unwrap(),
+            "leased/x",
             chunk,
         )
         .unwrap();
@@ -405,8 +399,8 @@ mod tests {
                 &mut out,
                 &mut Cursor::new(payload),
                 payload.len() as u64 + 1,
-                &head(),
-                Path::new("leased/x"),
+                &head(&leased(), ENQUEUED_US).unwrap(),
+                "leased/x",
                 CHUNK,
             )
             .unwrap_err();
@@ -443,8 +437,8 @@ mod tests {
                 &mut Full { room },
                 &mut Cursor::new(&payload),
                 payload.len() as u64,
-                &head(),
-                Path::new("leased/x"),
+                &head(&leased(), ENQUEUED_US).unwrap(),
+                "leased/x",
                 CHUNK,
             )
             .unwrap_err();

@@ -171,6 +171,12 @@ impl Spool {
         Ok(())
     }
 
+    /// `scan` of `new/` alone (ready and delayed messages, and the foreign entries there): for a
+    /// caller that needs only those, without listing and `lstat`ing every other state.
+    pub fn scan_new_tree(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
+        self.scan_new(&self.dir(Dir::New), 0, 0, now, f)
+    }
+
     fn scan_new(
         &self,
         dir: &Path,
