@@ -64,7 +64,7 @@ pub struct InitArgs {
     pub max_attempts: Option<u32>,
 
     /// Default lease length, e.g. 30s, 5m, 1m30s
-    #[arg(long, value_name = "DUR", value_parser = duration::positive)]
+    #[arg(long, value_name = "DUR", value_parser = duration::lease)]
     pub lease: Option<u64>,
 
     /// How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes
@@ -121,7 +121,7 @@ pub struct PushArgs {
   qspool pop --wait=30s --ack >> events.log")]
 pub struct PopArgs {
     /// Lease length [default: the spool's, 30s unless set by init]
-    #[arg(long, value_name = "DUR", value_parser = duration::positive)]
+    #[arg(long, value_name = "DUR", value_parser = duration::lease)]
     pub lease: Option<u64>,
 
     /// Also write the receipt (one per line with -n) to FILE
@@ -200,7 +200,7 @@ pub struct ExtendArgs {
     pub receipt: String,
 
     /// New lease length, counted from now [default: the spool's]
-    #[arg(long, value_name = "DUR", value_parser = duration::positive)]
+    #[arg(long, value_name = "DUR", value_parser = duration::lease)]
     pub lease: Option<u64>,
 }
 
@@ -384,7 +384,7 @@ pub struct PurgeArgs {
   qspool work -n 1 --quiet -- sh -c 'curl -fsS -d @- https://example.org/hook'")]
 pub struct WorkArgs {
     /// Lease length; extended while CMD runs [default: the spool's, 30s unless set by init]
-    #[arg(long, value_name = "DUR", value_parser = duration::positive)]
+    #[arg(long, value_name = "DUR", value_parser = duration::lease)]
     pub lease: Option<u64>,
 
     /// Delay before the first retry of a failed message; it doubles with each attempt

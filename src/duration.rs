@@ -67,6 +67,19 @@ pub fn positive(text: &str) -> Result<u64, String> {
     }
 }
 
+/// The longest lease: a lease is a promise that its holder is alive, and one that outlives a
+/// working day says nothing (SQS caps its visibility timeout the same way). `fsck` reports a
+/// lease name that expires further ahead as a clock that jumped.
+pub const MAX_LEASE_MS: u64 = 12 * 3_600_000;
+
+/// For clap: a lease length, at least one millisecond and at most `MAX_LEASE_MS`.
+pub fn lease(text: &str) -> Result<u64, String> {
+    match positive(text)? {
+        n if n > MAX_LEASE_MS => Err(format!("{text:?}: a lease is at most 12h")),
+        n => Ok(n),
+    }
+}
+
 /// Writes milliseconds back in the same notation, largest units first.
 pub fn format_ms(ms: u64) -> String {
     if ms == 0 {
@@ -123,6 +136,9 @@ mod tests {
             assert!(parse_ms(bad).is_err(), "accepted {bad:?}");
         }
         assert!(positive("0").is_err());
+        assert_eq!(lease("12h"), Ok(MAX_LEASE_MS));
+        assert!(lease("12h1ms").is_err());
+        assert!(lease("0").is_err());
         assert!(positive("0s").is_err());
         assert_eq!(any("0s"), Ok(0));
     }

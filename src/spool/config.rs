@@ -70,6 +70,9 @@ impl Config {
         if cfg.max_attempts == 0 || cfg.lease_ms == 0 {
             return Err(bad("max_attempts and lease_ms must be at least 1".into()));
         }
+        if cfg.lease_ms > crate::duration::MAX_LEASE_MS {
+            return Err(bad("lease_ms is at most 43200000 (12h)".into()));
+        }
         Ok(cfg)
     }
 

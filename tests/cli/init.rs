@@ -112,13 +112,39 @@ fn lease_accepts_every_duration_form() {
         ("30s", 30_000),
         ("5m", 300_000),
         ("2h", 7_200_000),
-        ("1d", 86_400_000),
+        ("12h", 43_200_000),
         ("1m30s", 90_000),
         ("45", 45_000),
     ] {
         assert_exit(&env.run(&["init", "--lease", text]), 0);
         assert_eq!(env.settings()["lease_ms"], ms, "--lease {text}");
     }
+}
+
+#[test]
+fn a_lease_is_at_most_twelve_hours() {
+    let env = Env::init(&[]);
+    for args in [
+        &["init", "--lease", "1d"][..],
+        &["init", "--lease", "12h1ms"],
+        &["pop", "--lease", "13h"],
+        &["work", "--lease", "1d", "--", "true"],
+        &["extend", "--lease", "1d", "x"],
+    ] {
+        let o = env.run(args);
+        assert_exit(&o, 2);
+        assert!(one_error_line(&o).contains("at most 12h"), "{args:?}");
+    }
+    assert_eq!(env.settings()["lease_ms"], 30_000);
+    // A settings file that says more is refused as damaged, like any other bad value.
+    std::fs::write(
+        env.spool().join("qspool.json"),
+        "{\"max_attempts\":5,\"lease_ms\":86400000}",
+    )
+    .unwrap();
+    let o = env.run(&["pop"]);
+    assert_exit(&o, 1);
+    assert!(one_error_line(&o).contains("12h"));
 }
 
 #[test]
