@@ -28,6 +28,9 @@ _qspool() {
             qspool,extend)
                 cmd="qspool__subcmd__extend"
                 ;;
+            qspool,fsck)
+                cmd="qspool__subcmd__fsck"
+                ;;
             qspool,help)
                 cmd="qspool__subcmd__help"
                 ;;
@@ -70,6 +73,9 @@ _qspool() {
             qspool__subcmd__help,extend)
                 cmd="qspool__subcmd__help__subcmd__extend"
                 ;;
+            qspool__subcmd__help,fsck)
+                cmd="qspool__subcmd__help__subcmd__fsck"
+                ;;
             qspool__subcmd__help,help)
                 cmd="qspool__subcmd__help__subcmd__help"
                 ;;
@@ -107,7 +113,7 @@ _qspool() {
 
     case "${cmd}" in
         qspool)
-            opts="-s -h -V --spool --help --version init push pop ack requeue extend bury stats list dlq-replay purge work show help"
+            opts="-s -h -V --spool --help --version init push pop ack requeue extend bury stats list dlq-replay purge work show fsck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -224,8 +230,30 @@ _qspool() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        qspool__subcmd__fsck)
+            opts="-s -h --repair --json --spool --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --spool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         qspool__subcmd__help)
-            opts="init push pop ack requeue extend bury stats list dlq-replay purge work show help"
+            opts="init push pop ack requeue extend bury stats list dlq-replay purge work show fsck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -281,6 +309,20 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__help__subcmd__extend)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qspool__subcmd__help__subcmd__fsck)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -37,6 +37,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
             cand show 'Print one message''s payload, whatever its state, without leasing it or changing anything'
+            cand fsck 'Check a spool against its format, and with --repair, set aside what does not belong'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'qspool;init'= {
@@ -162,6 +163,14 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'qspool;fsck'= {
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --repair 'Set aside foreign entries and duplicate copies in corrupt/, and fix modes'
+            cand --json 'Print one JSON object with a findings array'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'qspool;help'= {
             cand init 'Create a spool, or change its stored defaults'
             cand push 'Push messages: each TEXT is one message; with none, standard input is one message'
@@ -176,6 +185,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
             cand show 'Print one message''s payload, whatever its state, without leasing it or changing anything'
+            cand fsck 'Check a spool against its format, and with --repair, set aside what does not belong'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'qspool;help;init'= {
@@ -203,6 +213,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool;help;work'= {
         }
         &'qspool;help;show'= {
+        }
+        &'qspool;help;fsck'= {
         }
         &'qspool;help;help'= {
         }

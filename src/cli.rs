@@ -47,6 +47,7 @@ pub enum Command {
     Purge(PurgeArgs),
     Work(WorkArgs),
     Show(ShowArgs),
+    Fsck(FsckArgs),
 }
 
 /// Create a spool, or change its stored defaults.
@@ -279,6 +280,29 @@ pub enum StateArg {
     Expired,
     Done,
     Dead,
+}
+
+/// Check a spool against its format, and with --repair, set aside what does not belong.
+///
+/// Reports tmp/ leftovers older than 36h, names outside the grammar, links, directories and
+/// special files where messages belong, one id in two states, leases expiring more than 12h
+/// ahead (a clock that jumped), and wrong modes or owners. --repair moves foreign entries and
+/// the lesser copies of duplicated ids into corrupt/, keeping for each id the copy furthest
+/// along (done, then dead, then leased, then ready). It never deletes a message and never
+/// follows a link. Exits 0 when the spool is clean, 1 when problems remain; what sits in
+/// corrupt/ is not a problem.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool fsck
+  qspool fsck --repair --json | jq '.findings[] | .path'")]
+pub struct FsckArgs {
+    /// Set aside foreign entries and duplicate copies in corrupt/, and fix modes
+    #[arg(long)]
+    pub repair: bool,
+
+    /// Print one JSON object with a findings array
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Print one message's payload, whatever its state, without leasing it or changing anything.

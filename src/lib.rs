@@ -44,6 +44,7 @@ fn dispatch(cli: Cli) -> Result<Code> {
         Command::Purge(a) => cmd::purge::run(&root, &a),
         Command::Work(a) => cmd::work::run(&root, &a),
         Command::Show(a) => cmd::show::run(&root, &a),
+        Command::Fsck(a) => cmd::fsck::run(&root, &a),
     }
 }
 

@@ -7,6 +7,8 @@ mod harness;
 mod ack;
 #[path = "cli/concurrency.rs"]
 mod concurrency;
+#[path = "cli/fsck.rs"]
+mod fsck;
 #[path = "cli/generated.rs"]
 mod generated;
 #[path = "cli/hostile.rs"]

@@ -4,6 +4,7 @@ pub mod ack;
 pub mod bury;
 pub mod dlq_replay;
 pub mod extend;
+pub mod fsck;
 pub mod init;
 pub mod list;
 pub mod pop;
