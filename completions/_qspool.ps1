@@ -34,7 +34,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('requeue', 'requeue', [CompletionResultType]::ParameterValue, 'Give leases back early (a nack), or return every expired lease to the queue')
             [CompletionResult]::new('extend', 'extend', [CompletionResultType]::ParameterValue, 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt')
             [CompletionResult]::new('bury', 'bury', [CompletionResultType]::ParameterValue, 'Move leased messages straight to dead/, whatever attempts remain (a poison message)')
-            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'The shape of the queue: per state its messages, bytes and oldest, by age; foreign entries')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first (by first push, across states), without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line')
@@ -115,6 +115,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         }
         'qspool;stats' {
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write the metrics to FILE instead, atomically (through a temporary file beside it whose name does not end in .prom), mode 0644')
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Look again every DUR (2s without a value; it needs the `=`) until interrupted: the table is redrawn on a terminal; JSON and metrics are printed (or written) anew each time')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object')
@@ -197,7 +198,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('requeue', 'requeue', [CompletionResultType]::ParameterValue, 'Give leases back early (a nack), or return every expired lease to the queue')
             [CompletionResult]::new('extend', 'extend', [CompletionResultType]::ParameterValue, 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt')
             [CompletionResult]::new('bury', 'bury', [CompletionResultType]::ParameterValue, 'Move leased messages straight to dead/, whatever attempts remain (a poison message)')
-            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'The shape of the queue: per state its messages, bytes and oldest, by age; foreign entries')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first (by first push, across states), without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line')

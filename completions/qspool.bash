@@ -679,13 +679,17 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__stats)
-            opts="-s -h --json --prometheus --output --spool --help"
+            opts="-s -h --json --prometheus --output --watch --spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --watch)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -31,7 +31,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand requeue 'Give leases back early (a nack), or return every expired lease to the queue'
             cand extend 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
             cand bury 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
-            cand stats 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
+            cand stats 'The shape of the queue: per state its messages, bytes and oldest, by age; foreign entries'
             cand list 'List messages, oldest first (by first push, across states), without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
             cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
@@ -104,6 +104,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
         }
         &'qspool;stats'= {
             cand --output 'Write the metrics to FILE instead, atomically (through a temporary file beside it whose name does not end in .prom), mode 0644'
+            cand --watch 'Look again every DUR (2s without a value; it needs the `=`) until interrupted: the table is redrawn on a terminal; JSON and metrics are printed (or written) anew each time'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --json 'Print one JSON object'
@@ -179,7 +180,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand requeue 'Give leases back early (a nack), or return every expired lease to the queue'
             cand extend 'Extend (or shorten) a lease: it now expires DUR from now. Prints the new receipt'
             cand bury 'Move leased messages straight to dead/, whatever attempts remain (a poison message)'
-            cand stats 'Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries'
+            cand stats 'The shape of the queue: per state its messages, bytes and oldest, by age; foreign entries'
             cand list 'List messages, oldest first (by first push, across states), without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
             cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'

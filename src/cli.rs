@@ -216,15 +216,17 @@ pub struct BuryArgs {
     pub receipts: Vec<String>,
 }
 
-/// Count messages per state: ready, delayed, leased, expired, done, dead; and foreign entries.
+/// The shape of the queue: per state its messages, bytes and oldest, by age; foreign entries.
 ///
-/// Never reads a payload and works on a read-only spool. oldest_ready_age_seconds is the time
-/// since the oldest ready message was first pushed; the backlog line (ready_by_age in JSON)
-/// counts ready messages by that age: up to 1m, 5m, 15m, 1h, 4h, 1d, and older.
+/// One row per state (ready, delayed, leased, expired, done, dead) with its count, payload
+/// bytes, the age of its oldest message, and how many are up to 5m, 10m, 20m, 40m, 80m, 160m,
+/// 320m and 640m old, or older (ages count from the first push, as qshape counts them); then
+/// foreign entries and the leases expiring soonest. Never reads a payload and works on a
+/// read-only spool; it also removes acked messages past retention, when it may.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  qspool stats
-  qspool stats --json | jq .ready
+  qspool stats --watch=5s
+  qspool stats --json | jq .oldest_ready_age_seconds
   qspool stats --prometheus --output /var/lib/node_exporter/textfile/qspool.prom")]
 pub struct StatsArgs {
     /// Print one JSON object
@@ -240,6 +242,12 @@ pub struct StatsArgs {
     /// name does not end in .prom), mode 0644
     #[arg(long, value_name = "FILE", requires = "prometheus")]
     pub output: Option<PathBuf>,
+
+    /// Look again every DUR (2s without a value; it needs the `=`) until interrupted: the table
+    /// is redrawn on a terminal; JSON and metrics are printed (or written) anew each time
+    #[arg(long, value_name = "DUR", num_args = 0..=1, require_equals = true,
+          default_missing_value = "2s", value_parser = duration::positive)]
+    pub watch: Option<u64>,
 }
 
 /// List messages, oldest first (by first push, across states), without reading a payload.

@@ -1,13 +1,15 @@
-//! `qspool stats`: messages per state, the age of the oldest ready one, and foreign entries.
+//! `qspool stats`: the shape of a spool at a glance, for people, for scripts (JSON) and for
+//! Prometheus.
 
 use crate::cli::StatsArgs;
 use crate::duration::format_ms;
+use crate::encode::rfc3339_ms;
 use crate::exit::Code;
 use crate::spool::scan::{AGE_BOUNDS_S, Counts, State};
 use crate::spool::{Spool, now_ms, now_us};
 use anyhow::{Context, Result};
 use serde::Serialize;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 #[derive(Serialize)]
@@ -20,47 +22,118 @@ struct Report {
     dead: u64,
     foreign: u64,
     oldest_ready_age_seconds: Option<f64>,
-    /// Ready messages by age since first push, youngest first.
-    ready_by_age: Vec<AgeBucket>,
+    oldest_dead_age_seconds: Option<f64>,
+    /// Payload bytes per state.
+    bytes: PerState<u64>,
+    /// Time since the oldest message of each state was first pushed; null for an empty state.
+    oldest_age_seconds: PerState<Option<f64>>,
+    /// Messages per state by age since first push, in the buckets of `bounds_seconds` (inclusive
+    /// upper bounds), then one for all older.
+    age_histogram: Histogram,
+    /// The live leases that expire soonest, soonest first.
+    soonest_expiring_leases: Vec<Expiring>,
 }
 
 #[derive(Serialize)]
-struct AgeBucket {
-    /// Inclusive upper bound of the bucket; null for the last, which has none.
-    max_age_seconds: Option<u64>,
-    count: u64,
+struct Histogram {
+    bounds_seconds: Vec<u64>,
+    #[serde(flatten)]
+    by_state: PerState<Vec<u64>>,
+}
+
+/// One value per state, in the order `stats` always uses.
+#[derive(Serialize)]
+struct PerState<T> {
+    ready: T,
+    delayed: T,
+    leased: T,
+    expired: T,
+    done: T,
+    dead: T,
+}
+
+impl<T> PerState<T> {
+    fn of(f: impl Fn(State) -> T) -> PerState<T> {
+        PerState {
+            ready: f(State::Ready),
+            delayed: f(State::Delayed),
+            leased: f(State::Leased),
+            expired: f(State::Expired),
+            done: f(State::Done),
+            dead: f(State::Dead),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Expiring {
+    id: String,
+    lease_expires_at: String,
+    expires_in_seconds: f64,
 }
 
 pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
     let spool = Spool::open(root)?;
+    let Some(every) = args.watch else {
+        return once(&spool, root, args, false);
+    };
+    // Until interrupted: SIGINT's default action is the way out, and nothing is held.
+    let tty = std::io::stdout().is_terminal();
+    loop {
+        once(&spool, root, args, tty)?;
+        std::thread::sleep(std::time::Duration::from_millis(every));
+    }
+}
+
+/// One look at the spool, printed (or written to `--output`). `redraw`: clear the terminal
+/// first, for `--watch`.
+fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Code> {
     // Retention, opportunistically: stats lists done/ anyway, and a spool without the cron job
     // must not grow without bound. Best effort: stats works on a spool it may not change.
     let _ = spool.expire_done(now_ms(), &mut |_| {});
-    let c = spool.count(now_ms())?;
-    if args.prometheus {
+    let now = now_ms();
+    let c = spool.count(now)?;
+    let text = if args.prometheus {
         let spool_dir = std::path::absolute(root)
             .with_context(|| format!("resolve spool path {}", root.display()))?;
         let text = prometheus(&c, &spool_dir.to_string_lossy(), now_us());
-        return match &args.output {
-            Some(file) => {
-                write_atomically(file, text.as_bytes())
-                    .with_context(|| format!("write {}", file.display()))?;
-                Ok(Code::Ok)
-            }
-            None => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(text.as_bytes())
-                    .and_then(|()| out.flush())
-                    .context("write to standard output")?;
-                Ok(Code::Ok)
-            }
-        };
-    }
-    let age = c
-        .oldest_ready_us
-        .map(|t| now_us().saturating_sub(t) as f64 / 1e6)
-        .map(|s| (s * 1000.0).round() / 1000.0);
-    let report = Report {
+        if let Some(file) = &args.output {
+            write_atomically(file, text.as_bytes())
+                .with_context(|| format!("write {}", file.display()))?;
+            return Ok(Code::Ok);
+        }
+        text
+    } else if args.json {
+        serde_json::to_string(&report(&c, now_us()))? + "\n"
+    } else {
+        let mut t = String::new();
+        if redraw {
+            t.push_str("\x1b[H\x1b[2J");
+        }
+        if args.watch.is_some() {
+            t.push_str(&format!("{}  {}\n\n", root.display(), rfc3339_ms(now)));
+        }
+        t.push_str(&human(&c, now_us()));
+        if args.watch.is_some() && !redraw {
+            t.push('\n');
+        }
+        t
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("write to standard output")?;
+    Ok(Code::Ok)
+}
+
+/// Seconds since `then_us`, to the millisecond.
+fn age_s(now_us: u64, then_us: u64) -> f64 {
+    (now_us.saturating_sub(then_us) as f64 / 1e3).round() / 1e3
+}
+
+fn report(c: &Counts, now_us: u64) -> Report {
+    let oldest = |s: State| c.oldest_us[s as usize].map(|t| age_s(now_us, t));
+    Report {
         ready: c.ready,
         delayed: c.delayed,
         leased: c.leased,
@@ -68,48 +141,72 @@ pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
         done: c.done,
         dead: c.dead,
         foreign: c.foreign,
-        oldest_ready_age_seconds: age,
-        ready_by_age: c
-            .ready_by_age
+        oldest_ready_age_seconds: oldest(State::Ready),
+        oldest_dead_age_seconds: oldest(State::Dead),
+        bytes: PerState::of(|s| c.bytes[s as usize]),
+        oldest_age_seconds: PerState::of(oldest),
+        age_histogram: Histogram {
+            bounds_seconds: AGE_BOUNDS_S.to_vec(),
+            by_state: PerState::of(|s| c.by_age[s as usize].to_vec()),
+        },
+        soonest_expiring_leases: c
+            .soonest
             .iter()
-            .enumerate()
-            .map(|(i, &count)| AgeBucket {
-                max_age_seconds: AGE_BOUNDS_S.get(i).copied(),
-                count,
+            .map(|(at, id)| Expiring {
+                id: id.to_string(),
+                lease_expires_at: rfc3339_ms(*at),
+                expires_in_seconds: (at.saturating_mul(1000).saturating_sub(now_us) as f64 / 1e3)
+                    .round()
+                    / 1e3,
             })
             .collect(),
-    };
-    let mut out = std::io::stdout().lock();
-    let text = if args.json {
-        serde_json::to_string(&report)? + "\n"
-    } else {
-        human(&report)
-    };
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .context("write to standard output")?;
-    Ok(Code::Ok)
+    }
 }
 
-fn human(r: &Report) -> String {
-    let age = match r.oldest_ready_age_seconds {
-        // Past a minute, milliseconds are noise.
-        Some(s) if s >= 60.0 => format_ms(s as u64 * 1000),
-        Some(s) => format_ms((s * 1000.0) as u64),
+/// A duration for people: whole seconds from ten seconds on, where milliseconds are noise.
+fn rounded(ms: u64) -> String {
+    format_ms(if ms >= 10_000 { ms / 1000 * 1000 } else { ms })
+}
+
+/// The table for people: one row per state with its count, bytes, the age of its oldest
+/// message and the qshape histogram; then foreign entries and the leases expiring soonest.
+fn human(c: &Counts, now_us: u64) -> String {
+    let age = |us: Option<u64>| match us {
+        Some(t) => rounded(now_us.saturating_sub(t) / 1000),
         None => "-".to_owned(),
     };
     let mut out = format!(
-        "ready     {}\ndelayed   {}\nleased    {}\nexpired   {}\ndone      {}\ndead      {}\nforeign   {}\noldest ready age  {age}\n",
-        r.ready, r.delayed, r.leased, r.expired, r.done, r.dead, r.foreign
+        "{:<8} {:>9} {:>11} {:>8} ",
+        "state", "count", "bytes", "oldest"
     );
-    out.push_str("backlog  ");
-    for b in &r.ready_by_age {
-        match b.max_age_seconds {
-            Some(s) => out.push_str(&format!("<={}:{} ", format_ms(s * 1000), b.count)),
-            None => out.push_str(&format!("older:{}", b.count)),
+    // In minutes, as qshape labels them.
+    for b in AGE_BOUNDS_S {
+        out.push_str(&format!("{:>6}", format!("{}m", b / 60)));
+    }
+    out.push_str(&format!("{:>7}\n", "older"));
+    for s in State::ALL {
+        let i = s as usize;
+        out.push_str(&format!(
+            "{:<8} {:>9} {:>11} {:>8} ",
+            s.name(),
+            c.of(s),
+            c.bytes[i],
+            age(c.oldest_us[i])
+        ));
+        let (last, rest) = c.by_age[i].split_last().expect("buckets");
+        for n in rest {
+            out.push_str(&format!("{n:>6}"));
+        }
+        out.push_str(&format!("{last:>7}\n"));
+    }
+    out.push_str(&format!("foreign  {:>9}\n", c.foreign));
+    if !c.soonest.is_empty() {
+        out.push_str("leases expiring soonest\n");
+        for (at, id) in &c.soonest {
+            let ms = at.saturating_sub(now_us / 1000);
+            out.push_str(&format!("  {id}  in {}\n", rounded(ms)));
         }
     }
-    out.push('\n');
     out
 }
 

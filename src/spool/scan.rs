@@ -20,9 +20,12 @@ pub struct Counts {
     pub foreign: u64,
     /// Enqueue time of the oldest ready message, in microseconds.
     pub oldest_ready_us: Option<u64>,
-    /// Ready messages by time since their first push: one count per bound of `AGE_BOUNDS_S`,
-    /// then one for all older (the shape of a backlog at a glance, as qshape shows a mail queue).
-    pub ready_by_age: [u64; AGE_BOUNDS_S.len() + 1],
+    /// Messages per state (in the order of `State::ALL`) by time since their first push: one
+    /// count per bound of `AGE_BOUNDS_S`, then one for all older (the shape of a queue at a
+    /// glance, as qshape shows a mail queue).
+    pub by_age: [[u64; AGE_BOUNDS_S.len() + 1]; 6],
+    /// The live leases that expire soonest, up to `SOONEST`: (expiry ms, id), soonest first.
+    pub soonest: Vec<(u64, Id)>,
     /// Payload bytes per state, in the order of `State::ALL`.
     pub bytes: [u64; 6],
     /// Enqueue time of the oldest message per state, in microseconds, in the order of
@@ -44,10 +47,14 @@ impl Counts {
     }
 }
 
-/// Upper bounds, in seconds, of the age buckets of `Counts::ready_by_age`.
-pub const AGE_BOUNDS_S: [u64; 6] = [60, 300, 900, 3600, 14_400, 86_400];
+/// Upper bounds, in seconds, of the age buckets of `Counts::by_age`: qshape's, from 5 minutes
+/// doubling to 640.
+pub const AGE_BOUNDS_S: [u64; 8] = [300, 600, 1200, 2400, 4800, 9600, 19_200, 38_400];
 
-/// The `ready_by_age` bucket of a message that is `age_ms` old.
+/// How many of the soonest-expiring leases `Counts::soonest` keeps.
+pub const SOONEST: usize = 3;
+
+/// The `by_age` bucket of a message that is `age_ms` old.
 pub fn age_bucket(age_ms: u64) -> usize {
     AGE_BOUNDS_S
         .iter()
@@ -113,15 +120,22 @@ impl Spool {
             c.bytes[i] = c.bytes[i].saturating_add(m.size);
             let t = m.id.enqueued_us();
             c.oldest_us[i] = Some(c.oldest_us[i].map_or(t, |o| o.min(t)));
+            c.by_age[i][age_bucket(now.saturating_sub(t / 1000))] += 1;
             match m.state {
                 State::Ready => {
                     c.ready += 1;
-                    let t = m.id.enqueued_us();
                     c.oldest_ready_us = Some(c.oldest_ready_us.map_or(t, |o| o.min(t)));
-                    c.ready_by_age[age_bucket(now.saturating_sub(t / 1000))] += 1;
                 }
                 State::Delayed => c.delayed += 1,
-                State::Leased => c.leased += 1,
+                State::Leased => {
+                    c.leased += 1;
+                    // A bounded insert: memory stays the same whatever the number of leases.
+                    let at = c.soonest.partition_point(|(e, _)| *e <= m.at_ms);
+                    if at < SOONEST {
+                        c.soonest.insert(at, (m.at_ms, m.id));
+                        c.soonest.truncate(SOONEST);
+                    }
+                }
                 State::Expired => c.expired += 1,
                 State::Done => c.done += 1,
                 State::Dead => c.dead += 1,
@@ -262,11 +276,11 @@ mod tests {
     #[test]
     fn age_buckets_are_inclusive_upper_bounds() {
         assert_eq!(age_bucket(0), 0);
-        assert_eq!(age_bucket(60_000), 0);
-        assert_eq!(age_bucket(60_001), 1);
-        assert_eq!(age_bucket(3_600_000), 3);
-        assert_eq!(age_bucket(86_400_000), 5);
-        assert_eq!(age_bucket(86_400_001), 6);
-        assert_eq!(age_bucket(u64::MAX), 6);
+        assert_eq!(age_bucket(300_000), 0);
+        assert_eq!(age_bucket(300_001), 1);
+        assert_eq!(age_bucket(2_400_000), 3);
+        assert_eq!(age_bucket(38_400_000), 7);
+        assert_eq!(age_bucket(38_400_001), 8);
+        assert_eq!(age_bucket(u64::MAX), 8);
     }
 }

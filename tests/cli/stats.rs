@@ -164,14 +164,33 @@ fn human_output_names_every_count() {
     let o = run(&env, &["stats"]);
     assert_exit(&o, 0);
     let text = stdout(&o);
+    // One row per state: its name, then its count.
     let mut seen = BTreeMap::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
-        let (Some(k), Some(v)) = (words.next(), words.last()) else {
+        let (Some(k), Some(v)) = (words.next(), words.next()) else {
             continue;
         };
         seen.insert(k.to_owned(), v.to_owned());
     }
+    // The header names the columns, qshape's age buckets among them.
+    let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "state", "count", "bytes", "oldest", "5m", "10m", "20m", "40m", "80m", "160m", "320m",
+            "640m", "older"
+        ]
+    );
+    // Each state row adds up: the histogram partitions the count.
+    for line in text.lines().skip(1).take(6) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let count: u64 = cells[1].parse().unwrap();
+        let sum: u64 = cells[4..].iter().map(|c| c.parse::<u64>().unwrap()).sum();
+        assert_eq!(count, sum, "{line}");
+    }
+    // The live lease, soonest first.
+    assert!(text.contains("leases expiring soonest\n"), "{text}");
     for (k, v) in [
         ("ready", "2"),
         ("delayed", "1"),
@@ -664,28 +683,31 @@ fn ready_messages_are_shown_by_age_since_first_push() {
     env.push_all(&["later"]);
     run(&env, &["push", "--delay", "1h", "delayed, not counted"]);
     let s = env.stats();
-    let counts: Vec<u64> = s["ready_by_age"]
+    let h = &s["age_histogram"];
+    let counts: Vec<u64> = h["ready"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| b["count"].as_u64().unwrap())
+        .map(|n| n.as_u64().unwrap())
         .collect();
-    assert_eq!(counts, [2, 1, 0, 0, 1, 0, 1], "{s}");
-    let bounds: Vec<Value> = s["ready_by_age"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["max_age_seconds"].clone())
-        .collect();
-    assert_eq!(bounds.last(), Some(&Value::Null));
-    assert_eq!(bounds[0], 60);
+    // 2 minutes old and the two just pushed: up to 5m; 2 hours: up to 160m; 2 days: older.
+    assert_eq!(counts, [3, 0, 0, 0, 0, 1, 0, 0, 1], "{s}");
+    assert_eq!(
+        h["bounds_seconds"],
+        serde_json::json!([300, 600, 1200, 2400, 4800, 9600, 19200, 38400])
+    );
     assert_eq!(counts.iter().sum::<u64>(), s["ready"].as_u64().unwrap());
+    assert_eq!(h["delayed"][0], 1);
     let text = stdout(&run(&env, &["stats"]));
-    assert!(
-        text.contains("backlog  <=1m:2 <=5m:1 <=15m:0 <=1h:0 <=4h:1 <=1d:0 older:1"),
+    let ready = text.lines().find(|l| l.starts_with("ready ")).unwrap();
+    let cells: Vec<&str> = ready.split_whitespace().collect();
+    assert_eq!(cells[3], "2d", "oldest: {text}");
+    assert_eq!(
+        cells[4..],
+        ["3", "0", "0", "0", "0", "1", "0", "0", "1"],
         "{text}"
     );
-    assert!(text.contains("oldest ready age  2d"), "{text}");
+    assert!(s["oldest_ready_age_seconds"].as_f64().unwrap() >= 172_800.0);
 }
 
 fn list_json(env: &Env, args: &[&str]) -> Vec<Value> {
@@ -775,4 +797,54 @@ fn list_needs_a_spool_and_sizes_come_from_lstat() {
     let all = list_json(&env, &[]);
     assert_eq!(all.len(), 1);
     assert_eq!(all[0]["size"], 6);
+}
+
+#[test]
+fn watch_prints_anew_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    env.push("x");
+    let mut child = env
+        .std_cmd(&["stats", "--json", "--watch=50ms"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["ready"], 1);
+    // A push between two looks shows in a later one.
+    env.push("y");
+    let seen_two = lines
+        .take(100)
+        .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
+        .any(|v| v["ready"] == 2);
+    assert!(seen_two);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The value needs its `=`, and must be a positive duration.
+    assert_exit(&env.run(&["stats", "--watch", "1s"]), 2);
+    assert_exit(&env.run(&["stats", "--watch=0"]), 2);
+}
+
+#[test]
+fn json_has_bytes_oldest_ages_and_the_soonest_leases_in_state_order() {
+    let env = every_state();
+    let s = env.stats();
+    // The states come in their usual order (the parsed Value would sort the keys).
+    let text = stdout(&run(&env, &["stats", "--json"]));
+    let order = STATES.map(|k| format!("\"{k}\":"));
+    let at = text.find("\"bytes\":{").unwrap();
+    let pos: Vec<usize> = order
+        .iter()
+        .map(|k| at + text[at..].find(k).unwrap())
+        .collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert_eq!(s["bytes"]["ready"], "ready-1".len() + "ready-2".len());
+    assert!(s["oldest_dead_age_seconds"].as_f64().unwrap() >= 0.0);
+    assert!(s["oldest_age_seconds"]["expired"].is_number());
+    let leases = s["soonest_expiring_leases"].as_array().unwrap();
+    // Only the live lease: the expired one is not expiring.
+    assert_eq!(leases.len(), 1, "{s}");
+    assert!(leases[0]["expires_in_seconds"].as_f64().unwrap() > 3000.0);
+    assert_id(leases[0]["id"].as_str().unwrap());
 }
