@@ -1,10 +1,590 @@
 //! `qspool fsck`: check a spool against docs/FORMAT.md, and repair what can be set aside.
+//!
+//! The walk uses `lstat` only and never follows a link. Every finding names one entry. Repairs
+//! are renames into `corrupt/` (never over anything, never a delete) and `chmod`s of real
+//! directories and plain files, made through a descriptor opened with `O_NOFOLLOW`.
 
 use crate::cli::FsckArgs;
-use crate::exit::Code;
-use anyhow::{Result, bail};
-use std::path::Path;
+use crate::duration::{MAX_LEASE_MS, format_ms};
+use crate::exit::{Code, say};
+use crate::spool::durable::{is_plain, make_dir, rename_noreplace, sync_dir};
+use crate::spool::name::{BUCKET_SPANS, Bucket, Ended, Id, Leased, Ready, bucket_level};
+use crate::spool::{Dir, Spool, now_ms};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-pub fn run(root: &Path, _args: &FsckArgs) -> Result<Code> {
-    bail!("{}: fsck is not built yet", root.display())
+/// The quarantine directory in the spool root: fsck's only addition to the layout.
+pub const CORRUPT: &str = "corrupt";
+/// Longest name fsck makes in `corrupt/`, below the usual NAME_MAX of 255 with room for a suffix.
+const MAX_CORRUPT_NAME: usize = 240;
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+/// Group and other write bits: the mode bits fsck reports.
+const LOOSE_BITS: u32 = 0o022;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    TmpOrphan,
+    ForeignName,
+    NotAFile,
+    DuplicateId,
+    LeaseTooFar,
+    Mode,
+    Owner,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::TmpOrphan => "tmp-orphan",
+            Kind::ForeignName => "foreign-name",
+            Kind::NotAFile => "not-a-file",
+            Kind::DuplicateId => "duplicate-id",
+            Kind::LeaseTooFar => "lease-too-far",
+            Kind::Mode => "mode",
+            Kind::Owner => "owner",
+        }
+    }
+}
+
+/// What `--repair` does about a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fix {
+    /// Rename the entry into `corrupt/`.
+    SetAside,
+    /// chmod a real directory to 0700.
+    ChmodDir,
+    /// chmod a plain file to 0600.
+    ChmodFile,
+    /// Nothing fsck may do; the finding stays.
+    ReportOnly(&'static str),
+}
+
+struct Finding {
+    kind: Kind,
+    /// Relative to the spool root.
+    rel: PathBuf,
+    detail: String,
+    fix: Fix,
+    /// What --repair did, or why it could not.
+    action: Option<String>,
+    repaired: bool,
+}
+
+/// A well-formed message where it belongs: a candidate for the duplicate check.
+struct Msg {
+    rel: PathBuf,
+    /// done 3, dead 2, leased 1, new 0: the copy furthest along is kept.
+    rank: u8,
+    attempts: u32,
+    at_ms: u64,
+}
+
+struct Check {
+    root: PathBuf,
+    owner: u32,
+    now: u64,
+    findings: Vec<Finding>,
+    ids: HashMap<Id, Vec<Msg>>,
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    kind: &'static str,
+    path: String,
+    detail: &'a str,
+    repaired: bool,
+    action: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    spool: String,
+    clean: bool,
+    findings: Vec<JsonFinding<'a>>,
+    repaired: usize,
+}
+
+pub fn run(root: &Path, args: &FsckArgs) -> Result<Code> {
+    let spool = Spool::open(root)?;
+    // The root may be reached through a link (FORMAT.md §2.1): its owner is its target's.
+    let owner = std::fs::metadata(spool.root())
+        .with_context(|| format!("stat {}", root.display()))?
+        .uid();
+    let mut check = Check {
+        root: spool.root().to_path_buf(),
+        owner,
+        now: now_ms(),
+        findings: Vec::new(),
+        ids: HashMap::new(),
+    };
+    check.walk(&spool)?;
+    if args.repair {
+        repair(&check.root, &mut check.findings);
+    }
+    let findings = &check.findings;
+    let repaired = findings.iter().filter(|f| f.repaired).count();
+    let remaining = findings.len() - repaired;
+    let text = if args.json {
+        let report = JsonReport {
+            spool: root.display().to_string(),
+            clean: remaining == 0,
+            findings: findings
+                .iter()
+                .map(|f| JsonFinding {
+                    kind: f.kind.name(),
+                    path: f.rel.display().to_string(),
+                    detail: &f.detail,
+                    repaired: f.repaired,
+                    action: f.action.as_deref(),
+                })
+                .collect(),
+            repaired,
+        };
+        serde_json::to_string(&report)? + "\n"
+    } else {
+        human(findings, args.repair, repaired, remaining)
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("write to standard output")?;
+    if remaining == 0 {
+        return Ok(Code::Ok);
+    }
+    say(&format!(
+        "{}: {remaining} {} {}",
+        root.display(),
+        plural(remaining, "problem"),
+        if remaining == 1 { "remains" } else { "remain" },
+    ));
+    Ok(Code::Error)
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        word.to_owned()
+    } else {
+        format!("{word}s")
+    }
+}
+
+fn human(findings: &[Finding], repair: bool, repaired: usize, remaining: usize) -> String {
+    let paths: Vec<String> = findings
+        .iter()
+        .map(|f| f.rel.display().to_string())
+        .collect();
+    let width = paths.iter().map(String::len).max().unwrap_or(0);
+    let mut out = String::new();
+    for (f, path) in findings.iter().zip(&paths) {
+        let detail = match &f.action {
+            Some(a) => format!("{}; {a}", f.detail),
+            None => f.detail.clone(),
+        };
+        out.push_str(&format!(
+            "{:<13}  {path:<width$}  {}\n",
+            f.kind.name(),
+            detail.replace(['\n', '\r'], " ")
+        ));
+    }
+    let n = findings.len();
+    match (n, repair) {
+        (0, _) => out.push_str("fsck: clean\n"),
+        (_, false) => out.push_str(&format!("fsck: {n} {}\n", plural(n, "finding"))),
+        (_, true) => out.push_str(&format!(
+            "fsck: {n} {}, {repaired} repaired, {remaining} remaining\n",
+            plural(n, "finding")
+        )),
+    }
+    out
+}
+
+/// The entries of one directory, sorted by name, each with its `lstat`. An entry that
+/// vanishes while we look was moved by another process and is passed by.
+fn entries(dir: &Path) -> Result<Vec<(OsString, Metadata)>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.with_context(|| format!("list {}", dir.display()))?;
+        match std::fs::symlink_metadata(entry.path()) {
+            Ok(m) => out.push((entry.file_name(), m)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("lstat {}", entry.path().display()));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// What an entry that is not what belongs there is, for a finding's detail.
+fn what(meta: &Metadata) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        "a symbolic link".into()
+    } else if ft.is_dir() {
+        "a directory".into()
+    } else if ft.is_fifo() {
+        "a FIFO".into()
+    } else if ft.is_socket() {
+        "a socket".into()
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "a device".into()
+    } else if ft.is_file() && meta.nlink() != 1 {
+        format!("a file with {} hard links", meta.nlink())
+    } else {
+        "a file".into()
+    }
+}
+
+impl Check {
+    fn find(&mut self, kind: Kind, rel: PathBuf, detail: String, fix: Fix) {
+        self.findings.push(Finding {
+            kind,
+            rel,
+            detail,
+            fix,
+            action: None,
+            repaired: false,
+        });
+    }
+
+    fn walk(&mut self, spool: &Spool) -> Result<()> {
+        for d in Dir::ALL {
+            let meta = std::fs::symlink_metadata(spool.dir(d))
+                .with_context(|| format!("lstat {}", spool.dir(d).display()))?;
+            self.attributes(PathBuf::from(d.name()), &meta, true);
+        }
+        self.tmp()?;
+        self.new_level(PathBuf::from(Dir::New.name()), 0, 0)?;
+        self.leased()?;
+        self.ended(Dir::Done, 3)?;
+        self.ended(Dir::Dead, 2)?;
+        self.duplicates();
+        Ok(())
+    }
+
+    /// Mode and owner of an entry that stays where it is: a state or bucket directory
+    /// (`dir`), or a message file.
+    fn attributes(&mut self, rel: PathBuf, meta: &Metadata, dir: bool) {
+        let mode = meta.mode() & 0o7777;
+        if mode & LOOSE_BITS != 0 {
+            let (want, fix) = if dir {
+                (DIR_MODE, Fix::ChmodDir)
+            } else {
+                (FILE_MODE, Fix::ChmodFile)
+            };
+            self.find(
+                Kind::Mode,
+                rel.clone(),
+                format!("mode {mode:04o}: group or others may write (want {want:04o})"),
+                fix,
+            );
+        }
+        if meta.uid() != self.owner {
+            self.find(
+                Kind::Owner,
+                rel,
+                format!(
+                    "owned by uid {}, the spool root by uid {}",
+                    meta.uid(),
+                    self.owner
+                ),
+                Fix::ReportOnly("fsck does not change owners: chown it by hand"),
+            );
+        }
+    }
+
+    /// A link, directory, special file or hard-linked file where a message belongs, or a
+    /// name outside the grammar: returns whether it was reported.
+    fn misplaced(&mut self, rel: &Path, meta: &Metadata, parsed: bool, want: &str) -> bool {
+        if !is_plain(meta) {
+            let detail = format!("{}, where a message belongs", what(meta));
+            self.find(Kind::NotAFile, rel.to_path_buf(), detail, Fix::SetAside);
+            return true;
+        }
+        if !parsed {
+            let detail = format!("not a {want}");
+            self.find(Kind::ForeignName, rel.to_path_buf(), detail, Fix::SetAside);
+            return true;
+        }
+        false
+    }
+
+    fn tmp(&mut self) -> Result<()> {
+        let dir = self.root.join(Dir::Tmp.name());
+        for (name, meta) in entries(&dir)? {
+            let rel = Path::new(Dir::Tmp.name()).join(&name);
+            let parsed = name.to_str().is_some_and(|n| Ready::parse(n).is_ok());
+            if self.misplaced(&rel, &meta, parsed, "ready-name") {
+                continue;
+            }
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .unwrap_or_default();
+            if age >= crate::spool::TMP_MAX_AGE {
+                let detail = format!(
+                    "not modified for {}: a push that never finished",
+                    format_ms(age.as_millis() as u64 / 1000 * 1000)
+                );
+                self.find(Kind::TmpOrphan, rel, detail, Fix::SetAside);
+            }
+        }
+        Ok(())
+    }
+
+    /// One level of the bucket tree under `new/` (`level` 0-2 are buckets, 3 the leaf's files).
+    fn new_level(&mut self, rel_dir: PathBuf, level: usize, base: u64) -> Result<()> {
+        for (name, meta) in entries(&self.root.join(&rel_dir))? {
+            let rel = rel_dir.join(&name);
+            if level < BUCKET_SPANS.len() {
+                let value = name.to_str().and_then(|n| bucket_level(n, level));
+                let Some(value) = value else {
+                    let detail = format!(
+                        "{}, but only bucket directories ({} digits) belong here",
+                        what(&meta),
+                        [7, 3, 3][level]
+                    );
+                    self.find(Kind::ForeignName, rel, detail, Fix::SetAside);
+                    continue;
+                };
+                if !meta.file_type().is_dir() {
+                    let detail = format!("{}, where a bucket directory belongs", what(&meta));
+                    self.find(Kind::NotAFile, rel, detail, Fix::SetAside);
+                    continue;
+                }
+                self.attributes(rel.clone(), &meta, true);
+                self.new_level(rel, level + 1, base + value * BUCKET_SPANS[level])?;
+                continue;
+            }
+            let ready = name.to_str().and_then(|n| Ready::parse(n).ok());
+            if self.misplaced(&rel, &meta, ready.is_some(), "ready-name") {
+                continue;
+            }
+            let r = ready.expect("parsed");
+            if r.visible_ms != base {
+                let detail = format!(
+                    "visible at {}, which belongs in new/{}, not in this bucket",
+                    r.visible_ms,
+                    Bucket::of(r.visible_ms).rel_path()
+                );
+                self.find(Kind::ForeignName, rel, detail, Fix::SetAside);
+                continue;
+            }
+            self.attributes(rel.clone(), &meta, false);
+            self.seen(r.id, rel, 0, r.attempts, r.visible_ms);
+        }
+        Ok(())
+    }
+
+    fn leased(&mut self) -> Result<()> {
+        let dir = self.root.join(Dir::Leased.name());
+        for (name, meta) in entries(&dir)? {
+            let rel = Path::new(Dir::Leased.name()).join(&name);
+            let lease = name.to_str().and_then(|n| Leased::parse(n).ok());
+            if self.misplaced(&rel, &meta, lease.is_some(), "leased-name") {
+                continue;
+            }
+            let l = lease.expect("parsed");
+            if l.expires_ms > self.now.saturating_add(MAX_LEASE_MS) {
+                let detail = format!(
+                    "expires in {}, more than 12h ahead (a clock that jumped?)",
+                    format_ms((l.expires_ms - self.now) / 1000 * 1000)
+                );
+                let fix = Fix::ReportOnly(
+                    "fsck does not change leases: ack, requeue or bury it with its receipt",
+                );
+                self.find(Kind::LeaseTooFar, rel.clone(), detail, fix);
+            }
+            self.attributes(rel.clone(), &meta, false);
+            self.seen(l.id, rel, 1, l.attempt, l.expires_ms);
+        }
+        Ok(())
+    }
+
+    fn ended(&mut self, d: Dir, rank: u8) -> Result<()> {
+        for (name, meta) in entries(&self.root.join(d.name()))? {
+            let rel = Path::new(d.name()).join(&name);
+            let ended = name.to_str().and_then(|n| Ended::parse(n).ok());
+            if self.misplaced(&rel, &meta, ended.is_some(), "ended-name") {
+                continue;
+            }
+            let e = ended.expect("parsed");
+            self.attributes(rel.clone(), &meta, false);
+            self.seen(e.id, rel, rank, e.attempts, e.at_ms);
+        }
+        Ok(())
+    }
+
+    fn seen(&mut self, id: Id, rel: PathBuf, rank: u8, attempts: u32, at_ms: u64) {
+        self.ids.entry(id).or_default().push(Msg {
+            rel,
+            rank,
+            attempts,
+            at_ms,
+        });
+    }
+
+    /// For every id found more than once, keeps the copy furthest along (done, dead, leased,
+    /// ready; then the most attempts, then the latest time) and reports the others.
+    fn duplicates(&mut self) {
+        let mut dups: Vec<(PathBuf, String)> = Vec::new();
+        for (_, mut copies) in std::mem::take(&mut self.ids) {
+            if copies.len() < 2 {
+                continue;
+            }
+            copies.sort_by(|a, b| {
+                (b.rank, b.attempts, b.at_ms)
+                    .cmp(&(a.rank, a.attempts, a.at_ms))
+                    .then_with(|| a.rel.cmp(&b.rel))
+            });
+            let kept = copies[0].rel.display().to_string();
+            for c in &copies[1..] {
+                dups.push((
+                    c.rel.clone(),
+                    format!("the same id as {kept}, the copy kept"),
+                ));
+            }
+        }
+        dups.sort();
+        // A lesser copy is set aside: its mode and owner no longer matter.
+        self.findings
+            .retain(|f| !dups.iter().any(|(rel, _)| *rel == f.rel));
+        for (rel, detail) in dups {
+            self.find(Kind::DuplicateId, rel, detail, Fix::SetAside);
+        }
+    }
+}
+
+/// Applies every finding's fix, recording what was done on the finding.
+fn repair(root: &Path, findings: &mut [Finding]) {
+    let corrupt = root.join(CORRUPT);
+    let mut corrupt_ready: Option<Result<(), String>> = None;
+    let mut touched: Vec<PathBuf> = Vec::new();
+    for f in findings.iter_mut() {
+        let path = root.join(&f.rel);
+        let outcome = match f.fix {
+            Fix::ReportOnly(why) => Err(why.to_owned()),
+            Fix::ChmodDir => chmod(&path, true).map(|()| format!("chmod {DIR_MODE:04o}")),
+            Fix::ChmodFile => chmod(&path, false).map(|()| format!("chmod {FILE_MODE:04o}")),
+            Fix::SetAside => {
+                let ready = corrupt_ready.get_or_insert_with(|| ensure_corrupt(root, &corrupt));
+                match ready {
+                    Err(e) => Err(format!("not moved: {e}")),
+                    Ok(()) => set_aside(&path, &f.rel, &corrupt).map(|name| {
+                        if let Some(parent) = path.parent() {
+                            touched.push(parent.to_path_buf());
+                        }
+                        format!("moved to {CORRUPT}/{}", name.to_string_lossy())
+                    }),
+                }
+            }
+        };
+        match outcome {
+            Ok(action) => {
+                f.repaired = true;
+                f.action = Some(action);
+            }
+            Err(why) => f.action = Some(why),
+        }
+    }
+    // Make the moves durable: corrupt/ and every directory an entry left. Best effort: each
+    // move is already done, and a crash that undoes one only brings a finding back.
+    if matches!(corrupt_ready, Some(Ok(()))) {
+        touched.push(corrupt);
+        touched.sort();
+        touched.dedup();
+        for dir in touched {
+            if let Err(e) = sync_dir(&dir) {
+                say(&format!("sync {}: {e}", dir.display()));
+            }
+        }
+    }
+}
+
+/// Makes `corrupt/` (0700) when it is missing; refuses one that is not a real directory.
+fn ensure_corrupt(root: &Path, corrupt: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(corrupt) {
+        Ok(m) if m.file_type().is_dir() => Ok(()),
+        Ok(m) => Err(format!("{CORRUPT}/ is {}, not a directory", what(&m))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            make_dir(corrupt).map_err(|e| format!("create {CORRUPT}/: {e}"))?;
+            sync_dir(root).map_err(|e| format!("sync {}: {e}", root.display()))
+        }
+        Err(e) => Err(format!("lstat {CORRUPT}/: {e}")),
+    }
+}
+
+/// Renames `path` (the entry itself, never a link's target) into `corrupt/` under its path in
+/// the spool with `/` as `-`, or that with a numeric suffix when the name is taken.
+fn set_aside(path: &Path, rel: &Path, corrupt: &Path) -> Result<OsString, String> {
+    let mut base: Vec<u8> = rel
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|&b| if b == b'/' { b'-' } else { b })
+        .collect();
+    if base.len() > MAX_CORRUPT_NAME {
+        base.truncate(MAX_CORRUPT_NAME);
+    }
+    for n in 0u32..10_000 {
+        let mut name = base.clone();
+        if n > 0 {
+            name.extend_from_slice(format!(".{n}").as_bytes());
+        }
+        let name = OsString::from_vec(name);
+        match rename_noreplace(path, &corrupt.join(&name)) {
+            Ok(()) => return Ok(name),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err("not moved: it was gone (moved by another process?)".into());
+            }
+            Err(e) => return Err(format!("not moved: {e}")),
+        }
+    }
+    Err(format!(
+        "not moved: every name for it in {CORRUPT}/ is taken"
+    ))
+}
+
+/// Sets the mode of a real directory or a plain file through a descriptor opened without
+/// following a link, so that an entry swapped for a link since the walk is refused.
+fn chmod(path: &Path, dir: bool) -> Result<(), String> {
+    let flags = libc::O_NOFOLLOW
+        | libc::O_NONBLOCK
+        | libc::O_CLOEXEC
+        | if dir { libc::O_DIRECTORY } else { 0 };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| format!("not changed: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("not changed: {e}"))?;
+    let ok = if dir {
+        meta.file_type().is_dir()
+    } else {
+        is_plain(&meta)
+    };
+    if !ok {
+        return Err(format!("not changed: it is now {}", what(&meta)));
+    }
+    let mode = if dir { DIR_MODE } else { FILE_MODE };
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("not changed: {e}"))
 }

@@ -9,10 +9,7 @@ use crate::spool::{Dir, Spool, durable, now_ms};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
-
-/// Maildir's rule: a file in tmp/ this old belongs to a push that died.
-const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
+use std::time::SystemTime;
 
 pub fn run(root: &Path, args: &RequeueArgs) -> Result<Code> {
     if args.expired {
@@ -63,7 +60,7 @@ fn reclaim(root: &Path) -> Result<Code> {
             .modified()
             .ok()
             .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|age| age >= TMP_MAX_AGE);
+            .is_some_and(|age| age >= crate::spool::TMP_MAX_AGE);
         if old {
             match std::fs::remove_file(&path) {
                 Ok(()) => writeln!(out, "removed {}", path.display())

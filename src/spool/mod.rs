@@ -188,6 +188,11 @@ fn check_state_dir(path: &Path) -> Result<()> {
     }
 }
 
+/// How old a file in `tmp/` must be before it counts as left behind by a crashed push rather
+/// than a push in progress (Maildir's rule): `requeue --expired` removes such files, and `fsck`
+/// reports them.
+pub const TMP_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(36 * 3600);
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     now_us() / 1000
