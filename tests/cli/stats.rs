@@ -848,3 +848,22 @@ fn json_has_bytes_oldest_ages_and_the_soonest_leases_in_state_order() {
     assert!(leases[0]["expires_in_seconds"].as_f64().unwrap() > 3000.0);
     assert_id(leases[0]["id"].as_str().unwrap());
 }
+
+#[test]
+fn list_changes_no_state_and_no_attempt_count() {
+    let env = every_state();
+    let before = listing(env.spool());
+    for args in [
+        &["list"][..],
+        &["list", "--all", "--json"],
+        &["list", "--limit", "2"],
+        &["list", "expired", "--json"],
+    ] {
+        assert_exit(&run(&env, args), 0);
+    }
+    assert_eq!(listing(env.spool()), before, "list modified the spool");
+    // Nothing was reclaimed or counted on the way: the expired lease is still lease number 1.
+    let expired = list_json(&env, &["expired"]);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0]["attempt"], 1);
+}
