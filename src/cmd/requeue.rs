@@ -42,9 +42,11 @@ fn reclaim(root: &Path) -> Result<Code> {
         };
         writeln!(out, "{what} {id}").context("write to standard output")?;
     }
-    for id in spool.expire_done(now_ms(), &mut |e| tally.fail(e))? {
-        writeln!(out, "purged {id}").context("write to standard output")?;
-    }
+    spool.expire_done(
+        now_ms(),
+        &mut |id| writeln!(out, "purged {id}").context("write to standard output"),
+        &mut |e| tally.fail(e),
+    )?;
     let tmp = spool.dir(Dir::Tmp);
     let now = SystemTime::now();
     for name in list_names(&tmp)? {

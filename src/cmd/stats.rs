@@ -90,7 +90,7 @@ pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
 fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Code> {
     // Retention, opportunistically: stats lists done/ anyway, and a spool without the cron job
     // must not grow without bound. Best effort: stats works on a spool it may not change.
-    let _ = spool.expire_done(now_ms(), &mut |_| {});
+    let _ = spool.expire_done(now_ms(), &mut |_| Ok(()), &mut |_| {});
     let now = now_ms();
     let c = spool.count(now)?;
     let text = if args.prometheus {

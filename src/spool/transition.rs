@@ -162,28 +162,40 @@ impl Spool {
     }
 
     /// Removes the acked messages whose time in `done/` is past the spool's `retain_done_ms` at
-    /// `now`, and returns their ids. Only plain files under done-names are removed; one that
-    /// cannot be removed is passed to `failed` and the others still go.
-    pub fn expire_done(&self, now: u64, failed: &mut dyn FnMut(anyhow::Error)) -> Result<Vec<Id>> {
+    /// `now`, passing each one's id to `removed`. Only plain files under done-names are removed;
+    /// one that cannot be removed is passed to `failed` and the others still go.
+    pub fn expire_done(
+        &self,
+        now: u64,
+        removed: &mut dyn FnMut(Id) -> Result<()>,
+        failed: &mut dyn FnMut(anyhow::Error),
+    ) -> Result<()> {
+        // Streamed, not listed first: `stats` calls this on its way, and its memory must not
+        // grow with done/.
         let dir = self.dir(Dir::Done);
-        let mut ended: Vec<Ended> = list_names(&dir)?
-            .iter()
-            .filter_map(|n| Ended::parse(n).ok())
-            .filter(|e| e.at_ms.saturating_add(self.config.retain_done_ms) <= now)
-            .collect();
-        ended.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut removed = Vec::new();
-        for e in ended {
+        let rd = std::fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))?;
+        for entry in rd {
+            let entry = entry.with_context(|| format!("list {}", dir.display()))?;
+            let Some(e) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Ended::parse(n).ok())
+            else {
+                continue;
+            };
+            if e.at_ms.saturating_add(self.config.retain_done_ms) > now {
+                continue;
+            }
             let path = dir.join(e.to_string());
             match durable::lstat_plain(&path).and_then(|_| std::fs::remove_file(&path)) {
-                Ok(()) => removed.push(e.id),
+                Ok(()) => removed(e.id)?,
                 Err(err) if is_missing(&err) => {}
                 Err(err) => {
                     failed(anyhow::Error::new(err).context(format!("remove {}", path.display())))
                 }
             }
         }
-        Ok(removed)
+        Ok(())
     }
 
     /// Rings the doorbell: touches `new/`, which waiting pops watch, after a message went in.
