@@ -219,8 +219,9 @@ pub struct BuryArgs {
 /// The shape of the queue: per state its messages, bytes and oldest, by age; foreign entries.
 ///
 /// One row per state (ready, delayed, leased, expired, done, dead) with its count, payload
-/// bytes, the age of its oldest message, and how many are up to 5m, 10m, 20m, 40m, 80m, 160m,
-/// 320m and 640m old, or older (ages count from the first push, as qshape counts them); then
+/// bytes, the age of its oldest message (for done and dead: the longest time one has been
+/// there), and how many are up to 5m, 10m, 20m, 40m, 80m, 160m, 320m and 640m old, or older
+/// (ages since the first push, as qshape counts them); then
 /// foreign entries and the leases expiring soonest. Never reads a payload and works on a
 /// read-only spool; it also removes acked messages past retention, when it may.
 #[derive(Debug, Args)]

@@ -246,7 +246,7 @@ fn prometheus(c: &Counts, spool: &str, now_us: u64) -> String {
     );
     family(
         "qspool_oldest_message_age_seconds",
-        "Time since the oldest message in each state was first pushed.",
+        "Time since the oldest message in each state was first pushed (done, dead: since it got there).",
         &per_state(&|s| {
             c.oldest_us[s as usize].map(|t| format!("{:.3}", now_us.saturating_sub(t) as f64 / 1e6))
         }),

@@ -28,8 +28,8 @@ pub struct Counts {
     pub soonest: Vec<(u64, Id)>,
     /// Payload bytes per state, in the order of `State::ALL`.
     pub bytes: [u64; 6],
-    /// Enqueue time of the oldest message per state, in microseconds, in the order of
-    /// `State::ALL`.
+    /// Per state, in the order of `State::ALL`, when its oldest message was first pushed (for
+    /// done and dead: when the earliest of them entered that state), in microseconds.
     pub oldest_us: [Option<u64>; 6],
 }
 
@@ -119,7 +119,13 @@ impl Spool {
             let i = m.state as usize;
             c.bytes[i] = c.bytes[i].saturating_add(m.size);
             let t = m.id.enqueued_us();
-            c.oldest_us[i] = Some(c.oldest_us[i].map_or(t, |o| o.min(t)));
+            // Done and dead messages are as old as their time in that state (their name has
+            // it): what retention and purges go by, and what an operator asks of dead letters.
+            let since = match m.state {
+                State::Done | State::Dead => m.at_ms.saturating_mul(1000),
+                _ => t,
+            };
+            c.oldest_us[i] = Some(c.oldest_us[i].map_or(since, |o| o.min(since)));
             c.by_age[i][age_bucket(now.saturating_sub(t / 1000))] += 1;
             match m.state {
                 State::Ready => {

@@ -102,3 +102,15 @@ fn retention_never_removes_a_link_under_a_done_name() {
     assert!(std::fs::symlink_metadata(&path).is_ok());
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "keep me");
 }
+
+#[test]
+fn the_age_of_done_and_dead_messages_runs_from_when_they_got_there() {
+    // Pushed just now, but acked "two hours ago": what retention and purges go by, and what
+    // stats shows for done (its histogram still counts from the push, as qshape does).
+    let env = Env::new();
+    done_aged(&env, "x", 2 * 3_600_000);
+    let s = env.stats();
+    let age = s["oldest_age_seconds"]["done"].as_f64().unwrap();
+    assert!((7200.0..7300.0).contains(&age), "{s}");
+    assert_eq!(s["age_histogram"]["done"][0], 1, "{s}");
+}
