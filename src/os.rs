@@ -119,12 +119,7 @@ pub fn start_detached(cmd: &mut std::process::Command) {
 
 /// The process group of `pid`.
 pub fn process_group(pid: u32) -> io::Result<u32> {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "no such process",
-        ));
-    };
+    let pid = id_from(pid, 1, "no such process")?;
     check(unsafe { libc::getpgid(pid) }).map(|g| g as u32)
 }
 
@@ -205,41 +200,27 @@ pub fn has_exited(pid: u32) -> io::Result<bool> {
 
 /// Sends `signal` to the one process `pid`; one already gone is no error.
 pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "no such process",
-        ));
-    };
-    if pid <= 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "no such process",
-        ));
-    }
-    match check(unsafe { libc::kill(pid, signal) }) {
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-        r => r.map(|_| ()),
-    }
+    send(id_from(pid, 1, "no such process")?, signal)
 }
 
 /// Sends `signal` to every process in the group `pgid`. A group that is already gone is no
 /// error: what the signal was for has happened.
 pub fn kill_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "no such process group",
-        ));
-    };
-    if pgid <= 1 {
-        // Never -0 (our own group) or -1 (every process we may signal).
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "no such process group",
-        ));
+    // Never -0 (our own group) or -1 (every process we may signal).
+    send(-id_from(pgid, 2, "no such process group")?, signal)
+}
+
+/// `id` as a pid_t, refused below `min`.
+fn id_from(id: u32, min: libc::pid_t, what: &str) -> io::Result<libc::pid_t> {
+    match libc::pid_t::try_from(id) {
+        Ok(id) if id >= min => Ok(id),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, what.to_owned())),
     }
-    match check(unsafe { libc::kill(-pgid, signal) }) {
+}
+
+/// kill(2) of `target` (a pid, or minus a group id), where ESRCH means done already.
+fn send(target: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    match check(unsafe { libc::kill(target, signal) }) {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
         r => r.map(|_| ()),
     }
