@@ -425,3 +425,37 @@ pub fn bucket(spool: &Path, ms: u64) -> PathBuf {
         .join(format!("{:03}", (ms / 1_000) % 1_000))
         .join(format!("{:03}", ms % 1_000))
 }
+
+/// The value of one `,<tag>` field of a message's file name, e.g. `v` (visible-at), `l` (lease
+/// expiry) or `a` (attempts).
+pub fn field(name: &str, tag: char) -> u64 {
+    name.split(',')
+        .skip(1)
+        .find_map(|f| f.strip_prefix(tag))
+        .unwrap_or_else(|| panic!("no field {tag} in {name}"))
+        .parse()
+        .unwrap()
+}
+
+impl Env {
+    /// File names (not paths) of everything under `new/`.
+    pub fn new_names(&self) -> Vec<String> {
+        self.new_files()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Runs `qspool ARGS` with its standard output a pipe that is closed before anything is
+    /// read.
+    pub fn run_closed_stdout(&self, args: &[&str]) -> Output {
+        let mut child = self
+            .std_cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    }
+}

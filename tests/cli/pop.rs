@@ -3,7 +3,6 @@
 
 use crate::harness::*;
 use serde_json::Value;
-use std::process::Stdio;
 
 fn parse_lines(out: &std::process::Output) -> Vec<Value> {
     lines(out)
@@ -392,18 +391,6 @@ fn bad_lease_is_a_usage_error() {
     assert_eq!(env.new_files().len(), 1);
 }
 
-/// Runs `pop ARGS` with its standard output a pipe that is closed before anything is read.
-fn pop_into_closed_pipe(env: &Env, args: &[&str]) -> std::process::Output {
-    let mut child = env
-        .std_cmd(&[&["pop"], args].concat())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn a_write_error_on_stdout_releases_the_lease_without_ack() {
     let env = Env::new();
@@ -411,7 +398,7 @@ fn a_write_error_on_stdout_releases_the_lease_without_ack() {
     let id = id_of(&env.new_files()[0].file_name().unwrap().to_string_lossy()).to_owned();
     let r = env.scratch().join("receipt");
 
-    let out = pop_into_closed_pipe(&env, &["--receipt-file", r.to_str().unwrap()]);
+    let out = env.run_closed_stdout(&["pop", "--receipt-file", r.to_str().unwrap()]);
     assert_exit(&out, 1);
     let line = one_error_line(&out);
     assert!(!line.contains("panicked"), "{line}");
@@ -422,7 +409,7 @@ fn a_write_error_on_stdout_releases_the_lease_without_ack() {
     }
 
     // The same with --ack: never acked.
-    let out = pop_into_closed_pipe(&env, &["--ack"]);
+    let out = env.run_closed_stdout(&["pop", "--ack"]);
     assert_exit(&out, 1);
     one_error_line(&out);
     assert_released(&env, &id, 2);
@@ -484,7 +471,7 @@ fn a_write_error_releases_every_lease_of_a_batch() {
     for _ in 0..3 {
         assert_exit(&env.run_stdin(&["push"], &big_payload()), 0);
     }
-    let out = pop_into_closed_pipe(&env, &["--json", "-n", "3"]);
+    let out = env.run_closed_stdout(&["pop", "--json", "-n", "3"]);
     assert_exit(&out, 1);
     one_error_line(&out);
     assert!(env.names("leased").is_empty(), "{:?}", env.names("leased"));

@@ -7,28 +7,10 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, SystemTime};
 
-/// The value of one `,<tag>` field of a name, e.g. `l` (lease expiry) or `a` (attempts).
-fn field(name: &str, tag: char) -> u64 {
-    name.split(',')
-        .skip(1)
-        .find_map(|f| f.strip_prefix(tag))
-        .unwrap_or_else(|| panic!("no field {tag} in {name}"))
-        .parse()
-        .unwrap()
-}
-
-/// File names (not paths) of everything under `new/`.
-fn new_names(env: &Env) -> Vec<String> {
-    env.new_files()
-        .iter()
-        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
-        .collect()
-}
-
 /// A snapshot of every state directory, to show that a refused command moved nothing.
 fn snapshot(env: &Env) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
     (
-        new_names(env),
+        env.new_names(),
         env.names("leased"),
         env.names("done"),
         env.names("dead"),
@@ -53,7 +35,7 @@ fn requeue_returns_message_to_new_with_attempt_kept() {
     assert_exit(&o, 0);
     assert!(stdout(&o).is_empty(), "{}", stdout(&o));
     assert!(env.names("leased").is_empty());
-    let names = new_names(&env);
+    let names = env.new_names();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with(&format!("{a},a1,v")), "{names:?}");
     let again = env.pop_json(&[]);
@@ -84,7 +66,7 @@ fn requeue_with_delay_keeps_the_message_invisible() {
     let m = env.pop_json(&[]);
     let before = now_ms();
     assert_exit(&run(&env, &["requeue", "--delay", "1h", &receipt(&m)]), 0);
-    let names = new_names(&env);
+    let names = env.new_names();
     assert_eq!(names.len(), 1);
     assert!(names[0].starts_with(&format!("{a},a1,")), "{names:?}");
     let visible = field(&names[0], 'v');
@@ -116,7 +98,7 @@ fn requeue_of_the_last_attempt_dead_letters() {
     let m2 = env.pop_json(&[]);
     assert_eq!(m2["attempt"], 2);
     assert_exit(&run(&env, &["requeue", &receipt(&m2)]), 0);
-    assert!(new_names(&env).is_empty(), "{:?}", new_names(&env));
+    assert!(env.new_names().is_empty(), "{:?}", env.new_names());
     assert!(env.names("leased").is_empty());
     let dead = env.names("dead");
     assert_eq!(dead.len(), 1);
@@ -131,7 +113,7 @@ fn requeue_with_delay_of_the_last_attempt_still_dead_letters() {
     let m = env.pop_json(&[]);
     assert_exit(&run(&env, &["requeue", "--delay", "1h", &receipt(&m)]), 0);
     assert_eq!(env.names("dead").len(), 1);
-    assert!(new_names(&env).is_empty());
+    assert!(env.new_names().is_empty());
 }
 
 #[test]
@@ -142,7 +124,7 @@ fn requeue_needs_receipts_or_expired() {
     assert_exit(&o, 2);
     let o = run(&env, &["requeue", "--delay", "5s"]);
     assert_exit(&o, 2);
-    assert_eq!(new_names(&env).len(), 1);
+    assert_eq!(env.new_names().len(), 1);
 }
 
 #[test]
@@ -202,7 +184,7 @@ fn requeue_expired_moves_only_expired_leases_and_says_so() {
         vec![format!("dead {last}"), format!("requeued {first}")]
     );
     assert_eq!(env.names("leased"), vec![receipt(&ml)]);
-    let names = new_names(&env);
+    let names = env.new_names();
     assert_eq!(names.len(), 1);
     assert!(names[0].starts_with(&format!("{first},a1,")), "{names:?}");
     let dead = env.names("dead");
@@ -280,7 +262,7 @@ fn requeue_expired_removes_only_old_tmp_leftovers_of_our_grammar() {
     want.sort();
     assert_eq!(left, want);
     // The queue itself is untouched.
-    assert_eq!(new_names(&env).len(), 1);
+    assert_eq!(env.new_names().len(), 1);
     assert_eq!(env.pop_json(&[])["body"], "keep me");
 }
 
@@ -381,7 +363,7 @@ fn lowering_max_attempts_dead_letters_instead_of_delivering() {
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert!(dead.iter().any(|d| d.starts_with(&format!("{a},a2,"))));
     assert!(dead.iter().any(|d| d.starts_with(&format!("{b},a2,"))));
-    assert!(new_names(&env).is_empty());
+    assert!(env.new_names().is_empty());
 
     // With a limit of 3 instead, a message with 2 attempts is still delivered (attempt 3).
     let env = Env::init(&["--max-attempts", "5"]);
@@ -576,7 +558,7 @@ fn expired_but_unreclaimed_lease_can_still_be_requeued() {
     let m = env.pop_json(&["--lease", "1ms"]);
     pause();
     assert_exit(&run(&env, &["requeue", &receipt(&m)]), 0);
-    let names = new_names(&env);
+    let names = env.new_names();
     assert_eq!(names.len(), 1);
     assert!(names[0].starts_with(&format!("{a},a1,")));
 }
@@ -597,7 +579,7 @@ fn mixed_good_and_stale_receipts_move_the_good_ones_and_exit_4() {
         let moved = if cmd == "bury" {
             env.names("dead").len()
         } else {
-            new_names(&env).len()
+            env.new_names().len()
         };
         assert_eq!(moved, 1, "{cmd}");
     }

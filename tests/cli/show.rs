@@ -426,18 +426,6 @@ fn of_copies_in_several_states_the_one_furthest_along_is_shown() {
     assert_exit(&show(&env, &[UNKNOWN_ID]), 4);
 }
 
-/// Runs `show ARGS` with its standard output a pipe that is closed before anything is read.
-fn show_into_closed_pipe(env: &Env, args: &[&str]) -> Output {
-    let mut child = env
-        .std_cmd(&[&["show"], args].concat())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn a_closed_standard_output_is_one_error_line_that_names_no_receipt() {
     let env = Env::new();
@@ -446,7 +434,7 @@ fn a_closed_standard_output_is_one_error_line_that_names_no_receipt() {
     let (id, r) = push_and_pop(&env, &big, &["--lease", "1h"]);
     let before = snapshot(env.spool());
     for args in [&[id.as_str()][..], &["--json", &id]] {
-        let out = show_into_closed_pipe(&env, args);
+        let out = env.run_closed_stdout(&[&["show"], args].concat());
         assert_exit(&out, 1);
         let line = one_error_line(&out);
         assert!(line.contains("standard output"), "{line}");

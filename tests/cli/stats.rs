@@ -15,13 +15,6 @@ fn out_lines(o: &Output) -> Vec<String> {
     stdout(o).lines().map(str::to_owned).collect()
 }
 
-fn new_names(env: &Env) -> Vec<String> {
-    env.new_files()
-        .iter()
-        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
-        .collect()
-}
-
 /// The seven counts of a stats object, checking that every expected key is there and no other.
 fn counts(s: &Value) -> BTreeMap<String, u64> {
     let obj = s.as_object().expect("an object");
@@ -385,7 +378,7 @@ fn dlq_replay_by_id_resets_attempts_and_keeps_the_id() {
     let dead = env.names("dead");
     assert_eq!(dead.len(), 1);
     assert!(dead[0].starts_with(&format!("{},", ids[1])), "{dead:?}");
-    let names = new_names(&env);
+    let names = env.new_names();
     assert_eq!(names.len(), 1);
     assert!(
         names[0].starts_with(&format!("{},a0,v", ids[0])),
@@ -431,7 +424,7 @@ fn dlq_replay_all_and_limit() {
     assert_exit(&o, 0);
     assert_eq!(out_lines(&o), vec![ids[0].clone()], "oldest first");
     assert_eq!(env.names("dead").len(), 3);
-    assert_eq!(new_names(&env).len(), 1);
+    assert_eq!(env.new_names().len(), 1);
 
     let o = run(&env, &["dlq-replay", "--limit", "1", &ids[3], &ids[2]]);
     assert_exit(&o, 0);
@@ -442,7 +435,7 @@ fn dlq_replay_all_and_limit() {
     assert_exit(&o, 0);
     assert_eq!(out_lines(&o), vec![ids[1].clone(), ids[2].clone()]);
     assert!(env.names("dead").is_empty());
-    assert_eq!(new_names(&env).len(), 4);
+    assert_eq!(env.new_names().len(), 4);
     assert_eq!(env.stats()["ready"], 4);
 
     // Nothing dead: --all is a no-op that succeeds.
@@ -520,7 +513,7 @@ fn dlq_replay_malformed_id_is_usage_and_nothing_moves() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.starts_with("qspool: "), "{err}");
         assert_eq!(env.names("dead"), before, "{bad:?}");
-        assert!(new_names(&env).is_empty());
+        assert!(env.new_names().is_empty());
     }
 }
 

@@ -3,7 +3,7 @@
 //! behind, `-j`, `-n`, `--wait`, lost leases, and the usage and start-up errors.
 
 use crate::harness::{
-    Env, assert_exit, id_of, now_ms, one_error_line, qspool_bin, run, stderr, stdout,
+    Env, assert_exit, field, id_of, now_ms, one_error_line, qspool_bin, run, stderr, stdout,
 };
 use std::collections::BTreeSet;
 use std::fs;
@@ -30,24 +30,6 @@ fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 /// `work OPTS -- sh -c SCRIPT sh ARGS...`: the script sees ARGS as `$1`...
 fn work<'a>(opts: &[&'a str], script: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     [&["work"], opts, &["--", "sh", "-c", script, "sh"], args].concat()
-}
-
-/// The value of one `,<tag>` field of a name, e.g. `v` (visible-at) or `a` (attempts).
-fn field(name: &str, tag: char) -> u64 {
-    name.split(',')
-        .skip(1)
-        .find_map(|f| f.strip_prefix(tag))
-        .unwrap_or_else(|| panic!("no field {tag} in {name}"))
-        .parse()
-        .unwrap()
-}
-
-/// File names (not paths) of everything under `new/`.
-fn new_names(env: &Env) -> Vec<String> {
-    env.new_files()
-        .iter()
-        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
-        .collect()
 }
 
 /// A scratch directory for what CMDs leave behind, beside the spool.
@@ -279,7 +261,7 @@ fn a_failure_is_requeued_with_a_backoff_that_doubles_up_to_the_cap() {
         let o = run(&env, &fail);
         let after = now_ms();
         assert_exit(&o, 1);
-        let names = new_names(&env);
+        let names = env.new_names();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(
             names[0].starts_with(&format!("{id},a{attempt},v")),
@@ -330,7 +312,7 @@ fn the_second_failure_of_a_two_attempt_spool_goes_to_dead() {
     let id = env.push("doomed");
     let fail = work(&["--backoff", "200ms"], "exit 3", &[]);
     assert_exit(&run(&env, &fail), 1);
-    let names = new_names(&env);
+    let names = env.new_names();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with(&format!("{id},a1,v")), "{names:?}");
     let v = field(&names[0], 'v');
@@ -379,7 +361,7 @@ fn a_cmd_killed_by_a_signal_is_a_failure_and_requeued() {
             ),
         );
         assert_exit(&o, 1);
-        let names = new_names(&env);
+        let names = env.new_names();
         assert_eq!(names.len(), 1, "{sig}: {names:?}");
         assert!(names[0].starts_with(&format!("{id},a1,v")), "{names:?}");
         let lines = lines_of(&o);
@@ -508,7 +490,7 @@ fn a_cmd_that_dies_of_the_shutdown_sigterm_is_released_at_once() {
         "qspool: work: 1 run: 0 acked, 1 stopped at shutdown"
     );
     // No backoff: a CMD that stops when asked is not held back for it.
-    let names = new_names(&env);
+    let names = env.new_names();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with(&format!("{id},a1,v")), "{names:?}");
     assert!(field(&names[0], 'v') <= now_ms(), "{names:?}");
@@ -547,7 +529,7 @@ fn kill_after_grace(env: &Env) -> (String, Ended) {
 fn a_cmd_still_running_after_the_grace_is_killed_with_its_group_and_released_at_once() {
     let env = Env::new();
     let (id, ended) = kill_after_grace(&env);
-    let names = new_names(&env);
+    let names = env.new_names();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with(&format!("{id},a1,v")), "{names:?}");
     assert!(field(&names[0], 'v') <= now_ms(), "{names:?}");
@@ -632,7 +614,7 @@ fn a_second_sigterm_or_sigint_ends_the_grace_at_once_but_a_sighup_does_not() {
             lines[1],
             "qspool: work: 1 run: 0 acked, 1 stopped at shutdown"
         );
-        let names = new_names(&env);
+        let names = env.new_names();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(names[0].starts_with(&format!("{id},a1,v")), "{names:?}");
     }
@@ -837,7 +819,7 @@ fn n_2_handles_the_two_oldest_messages_and_leaves_the_rest() {
         .map(|n| id_of(n).to_owned())
         .collect();
     assert_eq!(done, ids[..2]);
-    let left = new_names(&env);
+    let left = env.new_names();
     let left_ids: Vec<&str> = left.iter().map(|n| id_of(n)).collect();
     assert_eq!(left_ids, ids[2..]);
     for name in &left {
@@ -865,11 +847,11 @@ fn without_wait_a_delayed_message_is_left_for_later() {
     let env = Env::new();
     let o = run(&env, &["push", "--delay", "1h", "later"]);
     assert_exit(&o, 0);
-    let before = new_names(&env);
+    let before = env.new_names();
     let o = run(&env, &["work", "--", "false"]);
     assert_exit(&o, 0);
     assert_eq!(stderr(&o), "qspool: work: nothing to run\n");
-    assert_eq!(new_names(&env), before);
+    assert_eq!(env.new_names(), before);
 }
 
 #[test]
@@ -914,7 +896,7 @@ fn wait_runs_a_delayed_message_when_it_comes_due() {
     let env = Env::new();
     let o = run(&env, &["push", "--delay", "800ms", "soon"]);
     assert_exit(&o, 0);
-    let v = field(&new_names(&env)[0], 'v');
+    let v = field(&env.new_names()[0], 'v');
     let o = run(&env, &["work", "--wait=3s", "--", "true"]);
     assert_exit(&o, 0);
     let done = env.names("done");
@@ -968,7 +950,7 @@ fn a_cmd_that_cannot_be_started_gives_its_message_back_untouched() {
     let not_exec = env.scratch().join("not-executable");
     fs::write(&not_exec, "#!/bin/sh\nexit 0\n").unwrap();
     for prog in ["/nonexistent/prog", not_exec.to_str().unwrap()] {
-        let front = id_of(&new_names(&env)[0]).to_owned();
+        let front = id_of(&env.new_names()[0]).to_owned();
         let before = now_ms();
         let o = run(&env, &["work", "--", prog, "arg"]);
         assert_exit(&o, 1);
@@ -982,7 +964,7 @@ fn a_cmd_that_cannot_be_started_gives_its_message_back_untouched() {
         );
         assert_eq!(lines[1], "qspool: work: no CMD ran");
         // One bad start and work stops: the others are not even leased.
-        let names = new_names(&env);
+        let names = env.new_names();
         let mut left: Vec<&str> = names.iter().map(|n| id_of(n)).collect();
         left.sort();
         assert_eq!(left, ids, "{prog}");
@@ -1201,7 +1183,7 @@ fn a_cmd_that_reports_the_shutdown_sigterm_as_exit_143_is_released_at_once() {
         "{}",
         ended.stderr
     );
-    let names = new_names(&env);
+    let names = env.new_names();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with(&format!("{id},a1,v")), "{names:?}");
     assert!(field(&names[0], 'v') <= now_ms(), "no backoff: {names:?}");
