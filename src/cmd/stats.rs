@@ -5,6 +5,7 @@ use crate::cli::StatsArgs;
 use crate::duration::format_ms;
 use crate::encode::rfc3339_ms;
 use crate::exit::Code;
+use crate::spool::name::Ended;
 use crate::spool::scan::{AGE_BOUNDS_S, Counts, State};
 use crate::spool::{Spool, now_ms, now_us};
 use anyhow::{Context, Result};
@@ -88,11 +89,24 @@ pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
 /// One look at the spool, printed (or written to `--output`). `redraw`: clear the terminal
 /// first, for `--watch`.
 fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Code> {
-    // Retention, opportunistically: stats lists done/ anyway, and a spool without the cron job
-    // must not grow without bound. Best effort: stats works on a spool it may not change.
-    let _ = spool.expire_done(now_ms(), &mut |_| Ok(()), &mut |_| {});
     let now = now_ms();
-    let c = spool.count(now)?;
+    let mut c = Counts::default();
+    spool.scan(now, &mut |seen| {
+        // Retention on the way, since stats lists done/ anyway: a spool without the cron job
+        // must not grow without bound. Best effort, as stats works on spools it may not
+        // change: what cannot be removed is counted.
+        if let Some(m) = seen.as_ref().filter(|m| m.state == State::Done) {
+            let done = Ended {
+                id: m.id.clone(),
+                attempts: m.attempts,
+                at_ms: m.at_ms,
+            };
+            if spool.past_retention(&done, now) && spool.remove_done(&done).is_ok() {
+                return;
+            }
+        }
+        c.add(seen, now);
+    })?;
     let text = if args.prometheus {
         let spool_dir = std::path::absolute(root)
             .with_context(|| format!("resolve spool path {}", root.display()))?;

@@ -34,6 +34,45 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Counts one entry of a scan at `now`: a message, or a foreign entry (`None`).
+    pub fn add(&mut self, seen: Option<Seen>, now: u64) {
+        let c = self;
+        let Some(m) = seen else {
+            c.foreign += 1;
+            return;
+        };
+        let i = m.state as usize;
+        c.bytes[i] = c.bytes[i].saturating_add(m.size);
+        let t = m.id.enqueued_us();
+        // Done and dead messages are as old as their time in that state (their name has it):
+        // what retention and purges go by, and what an operator asks of dead letters.
+        let since = match m.state {
+            State::Done | State::Dead => m.at_ms.saturating_mul(1000),
+            _ => t,
+        };
+        c.oldest_us[i] = Some(c.oldest_us[i].map_or(since, |o| o.min(since)));
+        c.by_age[i][age_bucket(now.saturating_sub(t / 1000))] += 1;
+        match m.state {
+            State::Ready => {
+                c.ready += 1;
+                c.oldest_ready_us = Some(c.oldest_ready_us.map_or(t, |o| o.min(t)));
+            }
+            State::Delayed => c.delayed += 1,
+            State::Leased => {
+                c.leased += 1;
+                // A bounded insert: memory stays the same whatever the number of leases.
+                let at = c.soonest.partition_point(|(e, _)| *e <= m.at_ms);
+                if at < SOONEST {
+                    c.soonest.insert(at, (m.at_ms, m.id));
+                    c.soonest.truncate(SOONEST);
+                }
+            }
+            State::Expired => c.expired += 1,
+            State::Done => c.done += 1,
+            State::Dead => c.dead += 1,
+        }
+    }
+
     /// The number of messages in `state`.
     pub fn of(&self, state: State) -> u64 {
         match state {
@@ -111,42 +150,7 @@ impl Spool {
     /// Counts every state at `now`. Only directory listings and `lstat`: it works read-only.
     pub fn count(&self, now: u64) -> Result<Counts> {
         let mut c = Counts::default();
-        self.scan(now, &mut |seen| {
-            let Some(m) = seen else {
-                c.foreign += 1;
-                return;
-            };
-            let i = m.state as usize;
-            c.bytes[i] = c.bytes[i].saturating_add(m.size);
-            let t = m.id.enqueued_us();
-            // Done and dead messages are as old as their time in that state (their name has
-            // it): what retention and purges go by, and what an operator asks of dead letters.
-            let since = match m.state {
-                State::Done | State::Dead => m.at_ms.saturating_mul(1000),
-                _ => t,
-            };
-            c.oldest_us[i] = Some(c.oldest_us[i].map_or(since, |o| o.min(since)));
-            c.by_age[i][age_bucket(now.saturating_sub(t / 1000))] += 1;
-            match m.state {
-                State::Ready => {
-                    c.ready += 1;
-                    c.oldest_ready_us = Some(c.oldest_ready_us.map_or(t, |o| o.min(t)));
-                }
-                State::Delayed => c.delayed += 1,
-                State::Leased => {
-                    c.leased += 1;
-                    // A bounded insert: memory stays the same whatever the number of leases.
-                    let at = c.soonest.partition_point(|(e, _)| *e <= m.at_ms);
-                    if at < SOONEST {
-                        c.soonest.insert(at, (m.at_ms, m.id));
-                        c.soonest.truncate(SOONEST);
-                    }
-                }
-                State::Expired => c.expired += 1,
-                State::Done => c.done += 1,
-                State::Dead => c.dead += 1,
-            }
-        })?;
+        self.scan(now, &mut |seen| c.add(seen, now))?;
         Ok(c)
     }
 

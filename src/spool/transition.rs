@@ -170,8 +170,7 @@ impl Spool {
         removed: &mut dyn FnMut(Id) -> Result<()>,
         failed: &mut dyn FnMut(anyhow::Error),
     ) -> Result<()> {
-        // Streamed, not listed first: `stats` calls this on its way, and its memory must not
-        // grow with done/.
+        // Streamed, not listed first: done/ may hold a day of traffic.
         let dir = self.dir(Dir::Done);
         let rd = std::fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))?;
         for entry in rd {
@@ -183,19 +182,30 @@ impl Spool {
             else {
                 continue;
             };
-            if e.at_ms.saturating_add(self.config.retain_done_ms) > now {
+            if !self.past_retention(&e, now) {
                 continue;
             }
-            let path = dir.join(e.to_string());
-            match durable::lstat_plain(&path).and_then(|_| std::fs::remove_file(&path)) {
+            match self.remove_done(&e) {
                 Ok(()) => removed(e.id)?,
                 Err(err) if is_missing(&err) => {}
-                Err(err) => {
-                    failed(anyhow::Error::new(err).context(format!("remove {}", path.display())))
-                }
+                Err(err) => failed(anyhow::Error::new(err).context(format!(
+                    "remove {}",
+                    self.dir(Dir::Done).join(e.to_string()).display()
+                ))),
             }
         }
         Ok(())
+    }
+
+    /// Whether an acked message is past the spool's retention at `now`.
+    pub fn past_retention(&self, done: &Ended, now: u64) -> bool {
+        done.at_ms.saturating_add(self.config.retain_done_ms) <= now
+    }
+
+    /// Deletes `done/<done>`, a plain file only: a foreign entry under that name is refused.
+    pub fn remove_done(&self, done: &Ended) -> std::io::Result<()> {
+        let path = self.dir(Dir::Done).join(done.to_string());
+        durable::lstat_plain(&path).and_then(|_| std::fs::remove_file(&path))
     }
 
     /// Rings the doorbell: touches `new/`, which waiting pops watch, after a message went in.
