@@ -28,7 +28,7 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
     let wanted = |id: &Id| only.is_empty() || only.contains(id);
     if args.ready {
         // The walk sees plain files only: anything else in new/ is foreign, never a message.
-        spool.scan(now, &mut |seen| {
+        spool.scan_new_tree(now, &mut |seen| {
             let Some(m) = seen else {
                 return;
             };

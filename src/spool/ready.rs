@@ -39,17 +39,9 @@ enum Step {
 }
 
 impl Spool {
-    /// Leases the longest-visible message for `lease_ms`, or `None` when nothing is visible at
-    /// `now`. Messages that have used up their attempts are dead-lettered on the way.
-    pub fn lease_next(&self, now: u64, lease_ms: u64) -> Result<Option<Lease>> {
-        Ok(match self.take(now, lease_ms)? {
-            Take::Leased(l) => Some(l),
-            Take::Nothing { .. } => None,
-        })
-    }
-
-    /// Like `lease_next`, but when nothing is visible it also says when to look again: the
-    /// start of the first bucket in the future, which costs nothing more to find.
+    /// Leases the longest-visible message for `lease_ms`. Messages that have used up their
+    /// attempts are dead-lettered on the way. When nothing is visible at `now`, says when to
+    /// look again: the start of the first bucket in the future, which costs nothing more to find.
     pub fn take(&self, now: u64, lease_ms: u64) -> Result<Take> {
         let new_root = self.dir(Dir::New);
         Ok(match self.walk(&new_root, 0, 0, now, lease_ms, false)? {
