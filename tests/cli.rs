@@ -1,12 +1,20 @@
 //! The one integration-test binary: every test drives the real `qspool` executable.
 
+#[path = "cli/checker.rs"]
+mod checker;
 #[path = "cli/harness.rs"]
 mod harness;
 
 #[path = "cli/ack.rs"]
 mod ack;
+#[path = "cli/adversary.rs"]
+mod adversary;
 #[path = "cli/concurrency.rs"]
 mod concurrency;
+#[path = "cli/crash.rs"]
+mod crash;
+#[path = "cli/faults.rs"]
+mod faults;
 #[path = "cli/fsck.rs"]
 mod fsck;
 #[path = "cli/generated.rs"]
