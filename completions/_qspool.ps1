@@ -23,6 +23,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         'qspool' {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -50,6 +51,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--retain-done', '--retain-done', [CompletionResultType]::ParameterName, 'How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes them [default: 1d]')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -64,6 +66,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('-0', '-0', [CompletionResultType]::ParameterName, 'Like --lines, with NUL-separated input, as xargs -0 reads it')
             [CompletionResult]::new('--null', '--null', [CompletionResultType]::ParameterName, 'Like --lines, with NUL-separated input, as xargs -0 reads it')
             [CompletionResult]::new('--no-sync', '--no-sync', [CompletionResultType]::ParameterName, 'Skip the fsyncs: faster, but a crash may lose messages whose ids were printed')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -78,6 +81,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64')
             [CompletionResult]::new('--ack', '--ack', [CompletionResultType]::ParameterName, 'Ack once the payload is written: at-most-once delivery')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -85,6 +89,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         'qspool;ack' {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -94,6 +99,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--expired', '--expired', [CompletionResultType]::ParameterName, 'Return every expired lease, print what moved, remove tmp/ leftovers older than 36h, and purge acked messages past the spool''s retain-done time')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -102,6 +108,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'New lease length, counted from now [default: the spool''s]')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -109,6 +116,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         'qspool;bury' {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -120,6 +128,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object')
             [CompletionResult]::new('--prometheus', '--prometheus', [CompletionResultType]::ParameterName, 'Print node_exporter''s textfile format: per state the messages, their bytes and the age of the oldest; and the foreign entries. Each series is labelled with the spool''s path')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -130,6 +139,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Include done (acked) messages too')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message: id, state, attempt, enqueued_at, visible_at, lease_expires_at or finished_at, state_since (where the name records it), size')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -139,6 +149,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Replay every dead message, oldest first')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -151,6 +162,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Purge dead/ (dead-lettered messages)')
             [CompletionResult]::new('--ready', '--ready', [CompletionResultType]::ParameterName, 'Purge new/: ready and delayed messages, never delivered or waiting for a retry')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Confirm deleting ready or dead messages without naming them')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -169,6 +181,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -177,6 +190,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object: id, state, attempt, enqueued_at, the time of its state (visible_at, lease_expires_at or finished_at), size, and body (UTF-8) or body_base64')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -186,6 +200,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--repair', '--repair', [CompletionResultType]::ParameterName, 'Set aside foreign entries and duplicate copies in corrupt/, and fix modes')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object with a findings array')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break

@@ -113,7 +113,7 @@ _qspool() {
 
     case "${cmd}" in
         qspool)
-            opts="-s -h -V --spool --help --version init push pop ack requeue extend bury stats list dlq-replay purge work show fsck help"
+            opts="-s -h -V --spool --trust-spool --help --version init push pop ack requeue extend bury stats list dlq-replay purge work show fsck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -135,7 +135,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__ack)
-            opts="-s -h --spool --help"
+            opts="-s -h --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,7 +157,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__bury)
-            opts="-s -h --spool --help"
+            opts="-s -h --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -179,7 +179,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__dlq__subcmd__replay)
-            opts="-s -h --all --limit --spool --help"
+            opts="-s -h --all --limit --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -205,7 +205,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__extend)
-            opts="-s -h --lease --spool --help"
+            opts="-s -h --lease --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,7 +231,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__fsck)
-            opts="-s -h --repair --json --spool --help"
+            opts="-s -h --repair --json --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -477,7 +477,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__init)
-            opts="-s -h --max-attempts --lease --retain-done --spool --help"
+            opts="-s -h --max-attempts --lease --retain-done --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -511,7 +511,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__list)
-            opts="-s -h --all --json --limit --spool --help ready delayed leased expired done dead"
+            opts="-s -h --all --json --limit --spool --trust-spool --help ready delayed leased expired done dead"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -537,7 +537,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__pop)
-            opts="-n -s -h --lease --receipt-file --json --max --ack --wait --spool --help"
+            opts="-n -s -h --lease --receipt-file --json --max --ack --wait --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -579,7 +579,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__purge)
-            opts="-s -h --done --dead --ready --older-than --yes --spool --help"
+            opts="-s -h --done --dead --ready --older-than --yes --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -605,7 +605,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__push)
-            opts="-f -0 -s -h --file --lines --null --delay --no-sync --spool --help"
+            opts="-f -0 -s -h --file --lines --null --delay --no-sync --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -631,7 +631,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__requeue)
-            opts="-s -h --delay --expired --spool --help"
+            opts="-s -h --delay --expired --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -657,7 +657,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__show)
-            opts="-s -h --json --spool --help"
+            opts="-s -h --json --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -679,7 +679,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__stats)
-            opts="-s -h --json --prometheus --output --watch --spool --help"
+            opts="-s -h --json --prometheus --output --watch --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -709,7 +709,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__work)
-            opts="-n -j -q -s -h --lease --backoff --backoff-max --grace --max --wait --concurrency --quiet --spool --help"
+            opts="-n -j -q -s -h --lease --backoff --backoff-max --grace --max --wait --concurrency --quiet --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

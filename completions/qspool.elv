@@ -20,6 +20,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool'= {
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -46,6 +47,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --retain-done 'How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes them [default: 1d]'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -59,6 +61,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -0 'Like --lines, with NUL-separated input, as xargs -0 reads it'
             cand --null 'Like --lines, with NUL-separated input, as xargs -0 reads it'
             cand --no-sync 'Skip the fsyncs: faster, but a crash may lose messages whose ids were printed'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -72,12 +75,14 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --json 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64'
             cand --ack 'Ack once the payload is written: at-most-once delivery'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;ack'= {
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -86,6 +91,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --expired 'Return every expired lease, print what moved, remove tmp/ leftovers older than 36h, and purge acked messages past the spool''s retain-done time'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -93,12 +99,14 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --lease 'New lease length, counted from now [default: the spool''s]'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;bury'= {
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -109,6 +117,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --json 'Print one JSON object'
             cand --prometheus 'Print node_exporter''s textfile format: per state the messages, their bytes and the age of the oldest; and the foreign entries. Each series is labelled with the spool''s path'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -118,6 +127,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --all 'Include done (acked) messages too'
             cand --json 'Print one JSON object per message: id, state, attempt, enqueued_at, visible_at, lease_expires_at or finished_at, state_since (where the name records it), size'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -126,6 +136,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --all 'Replay every dead message, oldest first'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -137,6 +148,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --dead 'Purge dead/ (dead-lettered messages)'
             cand --ready 'Purge new/: ready and delayed messages, never delivered or waiting for a retry'
             cand --yes 'Confirm deleting ready or dead messages without naming them'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -154,6 +166,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand -q 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)'
             cand --quiet 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -161,6 +174,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --json 'Print one JSON object: id, state, attempt, enqueued_at, the time of its state (visible_at, lease_expires_at or finished_at), size, and body (UTF-8) or body_base64'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -169,6 +183,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --repair 'Set aside foreign entries and duplicate copies in corrupt/, and fix modes'
             cand --json 'Print one JSON object with a findings array'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_qspool_global_optspecs
-    string join \n s/spool= h/help V/version
+    string join \n s/spool= trust-spool h/help V/version
 end
 
 function __fish_qspool_needs_command
@@ -25,6 +25,7 @@ function __fish_qspool_using_subcommand
 end
 
 complete -c qspool -n "__fish_qspool_needs_command" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_needs_command" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_needs_command" -s V -l version -d 'Print version'
 complete -c qspool -n "__fish_qspool_needs_command" -f -a "init" -d 'Create a spool, or change its stored defaults'
@@ -46,6 +47,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand init" -l max-attempts -d '
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l lease -d 'Default lease length, e.g. 30s, 5m, 1m30s' -r
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l retain-done -d 'How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes them [default: 1d]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand init" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand init" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l delay -d 'Keep the messages invisible for this long, e.g. 90s, 1h' -r
 complete -c qspool -n "__fish_qspool_using_subcommand push" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
@@ -53,6 +55,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand push" -s f -l file -d 'Eac
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l lines -d 'Each line of standard input is one message (empty lines skipped), pushed as one batch'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -s 0 -l null -d 'Like --lines, with NUL-separated input, as xargs -0 reads it'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l no-sync -d 'Skip the fsyncs: faster, but a crash may lose messages whose ids were printed'
+complete -c qspool -n "__fish_qspool_using_subcommand push" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l lease -d 'Lease length [default: the spool\'s, 30s unless set by init]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l receipt-file -d 'Also write the receipt (one per line with -n) to FILE' -r -F
@@ -61,32 +64,40 @@ complete -c qspool -n "__fish_qspool_using_subcommand pop" -l wait -d 'Block unt
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l json -d 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64'
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l ack -d 'Ack once the payload is written: at-most-once delivery'
+complete -c qspool -n "__fish_qspool_using_subcommand pop" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand ack" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand ack" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand ack" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand requeue" -l delay -d 'Keep requeued messages invisible for this long' -r
 complete -c qspool -n "__fish_qspool_using_subcommand requeue" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand requeue" -l expired -d 'Return every expired lease, print what moved, remove tmp/ leftovers older than 36h, and purge acked messages past the spool\'s retain-done time'
+complete -c qspool -n "__fish_qspool_using_subcommand requeue" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand requeue" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand extend" -l lease -d 'New lease length, counted from now [default: the spool\'s]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand extend" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand extend" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand extend" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand bury" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
+complete -c qspool -n "__fish_qspool_using_subcommand bury" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand bury" -s h -l help -d 'Print help'
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -l output -d 'Write the metrics to FILE instead, atomically (through a temporary file beside it whose name does not end in .prom), mode 0644' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -l watch -d 'Look again every DUR (2s without a value; it needs the `=`) until interrupted: the table is redrawn on a terminal; JSON and metrics are printed (or written) anew each time' -r
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -l json -d 'Print one JSON object'
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -l prometheus -d 'Print node_exporter\'s textfile format: per state the messages, their bytes and the age of the oldest; and the foreign entries. Each series is labelled with the spool\'s path'
+complete -c qspool -n "__fish_qspool_using_subcommand stats" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand list" -l limit -d 'Only the N oldest' -r
 complete -c qspool -n "__fish_qspool_using_subcommand list" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand list" -l all -d 'Include done (acked) messages too'
 complete -c qspool -n "__fish_qspool_using_subcommand list" -l json -d 'Print one JSON object per message: id, state, attempt, enqueued_at, visible_at, lease_expires_at or finished_at, state_since (where the name records it), size'
+complete -c qspool -n "__fish_qspool_using_subcommand list" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -l limit -d 'Replay at most N messages' -r
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -l all -d 'Replay every dead message, oldest first'
+complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand dlq-replay" -s h -l help -d 'Print help'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l older-than -d 'Only messages that entered their state at least this long ago (for ready ones: became visible; delayed ones never qualify)' -r
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
@@ -94,6 +105,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand purge" -l done -d 'Purge d
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l dead -d 'Purge dead/ (dead-lettered messages)'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l ready -d 'Purge new/: ready and delayed messages, never delivered or waiting for a retry'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l yes -d 'Confirm deleting ready or dead messages without naming them'
+complete -c qspool -n "__fish_qspool_using_subcommand purge" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l lease -d 'Lease length; extended while CMD runs [default: the spool\'s, 30s unless set by init]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l backoff -d 'Delay before the first retry of a failed message; it doubles with each attempt' -r
@@ -104,13 +116,16 @@ complete -c qspool -n "__fish_qspool_using_subcommand work" -l wait -d 'Keep wai
 complete -c qspool -n "__fish_qspool_using_subcommand work" -s j -l concurrency -d 'Run up to K CMDs at once; with 1, messages run one at a time in queue order' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand work" -s q -l quiet -d 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)'
+complete -c qspool -n "__fish_qspool_using_subcommand work" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand work" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand show" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand show" -l json -d 'Print one JSON object: id, state, attempt, enqueued_at, the time of its state (visible_at, lease_expires_at or finished_at), size, and body (UTF-8) or body_base64'
+complete -c qspool -n "__fish_qspool_using_subcommand show" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand fsck" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand fsck" -l repair -d 'Set aside foreign entries and duplicate copies in corrupt/, and fix modes'
 complete -c qspool -n "__fish_qspool_using_subcommand fsck" -l json -d 'Print one JSON object with a findings array'
+complete -c qspool -n "__fish_qspool_using_subcommand fsck" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand fsck" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show fsck help" -f -a "init" -d 'Create a spool, or change its stored defaults'
 complete -c qspool -n "__fish_qspool_using_subcommand help; and not __fish_seen_subcommand_from init push pop ack requeue extend bury stats list dlq-replay purge work show fsck help" -f -a "push" -d 'Push messages: each TEXT is one message; with none, standard input is one message'

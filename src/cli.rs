@@ -28,6 +28,16 @@ pub struct Cli {
     #[arg(short, long, global = true, value_name = "DIR")]
     pub spool: Option<PathBuf>,
 
+    /// Use the spool even if another user owns it or others may write to it (refused otherwise:
+    /// they could change it under you). Root's own spools are always trusted
+    #[arg(
+        long,
+        global = true,
+        env = "QSPOOL_TRUST_SPOOL",
+        hide_env_values = true
+    )]
+    pub trust_spool: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

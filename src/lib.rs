@@ -26,6 +26,9 @@ pub fn run(cli: Cli) -> Code {
 }
 
 fn dispatch(cli: Cli) -> Result<Code> {
+    // Before anything is created: every mode qspool sets is then exact at creation.
+    os::restrict_umask();
+    spool::trust_foreign_spools(cli.trust_spool);
     let root = match cli.spool {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => default_spool()?,

@@ -1,7 +1,7 @@
 //! The Linux calls std does not wrap, for waiting and for running CMDs: signalfd, inotify,
-//! poll, process-group signals, and touching a directory's times.
+//! poll, process-group signals, the umask and the effective user.
 //!
-//! This is the one module outside `spool::durable` allowed `unsafe`: every block is a single
+//! This is the one module outside `spool::at` and `spool::durable` allowed `unsafe`: every block is a single
 //! libc call on values this module owns, and each call's result is checked here.
 #![allow(unsafe_code)]
 
@@ -11,6 +11,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub use libc::{SIGCHLD, SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGTERM};
@@ -102,9 +103,11 @@ pub fn start_detached(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     // Safety: runs between fork and exec, and calls only setsid, sigemptyset and sigprocmask,
     // all async-signal-safe; it touches no memory of the parent's but its own stack.
+    let umask = USER_UMASK.load(Ordering::Relaxed) as libc::mode_t;
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             check(libc::setsid())?;
+            libc::umask(umask);
             let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
             check(libc::sigemptyset(set.as_mut_ptr()))?;
             check(libc::sigprocmask(
@@ -124,7 +127,7 @@ pub fn process_group(pid: u32) -> io::Result<u32> {
 }
 
 /// An inotify watch on one directory's attribute changes: the doorbell writers ring by
-/// touching the directory (see `touch`). Attribute changes of its entries (a bucket made and
+/// touching the directory (see `spool::at::touch`). Attribute changes of its entries (a bucket made and
 /// chmod-ed by a push) also wake it; that costs a waiter one look too many, nothing more.
 pub struct DirWatch {
     fd: OwnedFd,
@@ -226,19 +229,22 @@ fn send(target: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Sets a directory's times to now, as `touch` does. Write permission is enough (no ownership
-/// needed), so every user who may push to a shared spool may ring its doorbell.
-pub fn touch(path: &Path) -> io::Result<()> {
-    let c = c_path(path)?;
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            std::ptr::null(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    check(rc).map(|_| ())
+/// The umask the user started qspool with, restored for the CMDs `work` starts.
+static USER_UMASK: AtomicU32 = AtomicU32::new(0o022);
+
+/// Sets the umask to 077 for the whole process, so that everything qspool creates in a spool
+/// has its exact mode (0600 files, 0700 directories) at creation, with no later chmod, whatever
+/// umask the user has: no file is ever briefly more open than it should be.
+pub fn restrict_umask() {
+    // SAFETY: umask cannot fail.
+    let old = unsafe { libc::umask(0o077) };
+    USER_UMASK.store(old as u32, Ordering::Relaxed);
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Clears O_NONBLOCK, which messages are opened with (so that a FIFO planted in the spool
@@ -259,7 +265,7 @@ mod tests {
         let watch = DirWatch::new(dir.path()).unwrap();
         let quiet = poll(&[watch.as_fd()], Some(Duration::from_millis(1))).unwrap();
         assert_eq!(quiet, [false]);
-        touch(dir.path()).unwrap();
+        crate::spool::at::touch(&File::open(dir.path()).unwrap()).unwrap();
         let rung = poll(&[watch.as_fd()], Some(Duration::from_secs(5))).unwrap();
         assert_eq!(rung, [true]);
         watch.drain();

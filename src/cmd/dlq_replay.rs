@@ -4,7 +4,6 @@ use super::parse_ids;
 use crate::cli::DlqReplayArgs;
 use crate::exit::{Code, NotFound, Tally};
 use crate::spool::name::Ended;
-use crate::spool::transition::list_names;
 use crate::spool::{Dir, Spool};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -16,7 +15,8 @@ pub fn run(root: &Path, args: &DlqReplayArgs) -> Result<Code> {
     let spool = Spool::open(root)?;
     let dead_dir = spool.dir(Dir::Dead);
     // One listing of dead/, keyed by id, oldest first.
-    let dead: BTreeMap<_, _> = list_names(&dead_dir)?
+    let dead: BTreeMap<_, _> = spool
+        .list_names(Dir::Dead)?
         .iter()
         .filter_map(|n| Ended::parse(n).ok())
         .map(|e| (e.id.clone(), e))

@@ -7,19 +7,19 @@
 use crate::cli::FsckArgs;
 use crate::duration::{MAX_LEASE_MS, format_ms};
 use crate::exit::{Code, say};
-use crate::spool::durable::{is_plain, make_dir, rename_noreplace, sync_dir};
+use crate::spool::at::{self, Stat};
+use crate::spool::durable::is_plain;
 use crate::spool::name::{BUCKET_SPANS, Bucket, Ended, Id, Leased, Ready, bucket_level};
 use crate::spool::{Dir, Spool, now_ms};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::fs::Metadata;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
 
 /// The quarantine directory in the spool root: fsck's only addition to the layout.
 pub const CORRUPT: &str = "corrupt";
@@ -114,11 +114,11 @@ struct JsonReport<'a> {
 }
 
 pub fn run(root: &Path, args: &FsckArgs) -> Result<Code> {
-    let spool = Spool::open(root)?;
+    let spool = Spool::open_to_inspect(root)?;
     // The root may be reached through a link (FORMAT.md §2.1): its owner is its target's.
-    let owner = std::fs::metadata(spool.root())
+    let owner = at::fstat(spool.root_dir())
         .with_context(|| format!("stat {}", root.display()))?
-        .uid();
+        .uid;
     let mut check = Check {
         root: spool.root().to_path_buf(),
         owner,
@@ -128,7 +128,7 @@ pub fn run(root: &Path, args: &FsckArgs) -> Result<Code> {
     };
     check.walk(&spool)?;
     if args.repair {
-        repair(&check.root, &mut check.findings);
+        repair(spool.root_dir(), &check.root, &mut check.findings);
     }
     let findings = &check.findings;
     let repaired = findings.iter().filter(|f| f.repaired).count();
@@ -207,22 +207,20 @@ fn human(findings: &[Finding], repair: bool, repaired: usize, remaining: usize) 
     out
 }
 
-/// The entries of one directory, sorted by name, each with its `lstat`. An entry that
+/// The entries of one open directory, sorted by name, each with its `lstat`. An entry that
 /// vanishes while we look was moved by another process and is passed by.
-fn entries(dir: &Path) -> Result<Vec<(OsString, Metadata)>> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
-    };
+fn entries(dir: &File, path: &Path) -> Result<Vec<(OsString, Stat)>> {
+    let mut names = Vec::new();
+    at::for_each_raw(dir, |name, _| names.push(name.to_vec()))
+        .with_context(|| format!("list {}", path.display()))?;
     let mut out = Vec::new();
-    for entry in rd {
-        let entry = entry.with_context(|| format!("list {}", dir.display()))?;
-        match std::fs::symlink_metadata(entry.path()) {
-            Ok(m) => out.push((entry.file_name(), m)),
+    for name in names {
+        let name = OsString::from_vec(name);
+        match at::stat_c(dir, &c_os(&name)) {
+            Ok(st) => out.push((name, st)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(e).with_context(|| format!("lstat {}", entry.path().display()));
+                return Err(e).with_context(|| format!("lstat {}", path.join(&name).display()));
             }
         }
     }
@@ -230,22 +228,25 @@ fn entries(dir: &Path) -> Result<Vec<(OsString, Metadata)>> {
     Ok(out)
 }
 
+/// A directory entry's name for a system call: names from a listing never hold a NUL.
+fn c_os(name: &OsStr) -> CString {
+    CString::new(name.as_bytes()).unwrap_or_default()
+}
+
 /// What an entry that is not what belongs there is, for a finding's detail.
-fn what(meta: &Metadata) -> String {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = meta.file_type();
-    if ft.is_symlink() {
+fn what(st: &Stat) -> String {
+    if st.is_symlink() {
         "a symbolic link".into()
-    } else if ft.is_dir() {
+    } else if st.is_dir() {
         "a directory".into()
-    } else if ft.is_fifo() {
+    } else if st.is_fifo() {
         "a FIFO".into()
-    } else if ft.is_socket() {
+    } else if st.is_socket() {
         "a socket".into()
-    } else if ft.is_block_device() || ft.is_char_device() {
+    } else if st.is_device() {
         "a device".into()
-    } else if ft.is_file() && meta.nlink() != 1 {
-        format!("a file with {} hard links", meta.nlink())
+    } else if st.is_file() && st.nlink != 1 {
+        format!("a file with {} hard links", st.nlink)
     } else {
         "a file".into()
     }
@@ -265,23 +266,23 @@ impl Check {
 
     fn walk(&mut self, spool: &Spool) -> Result<()> {
         for d in Dir::ALL {
-            let meta = std::fs::symlink_metadata(spool.dir(d))
-                .with_context(|| format!("lstat {}", spool.dir(d).display()))?;
-            self.attributes(PathBuf::from(d.name()), &meta, true);
+            let st = at::fstat(spool.fd(d))
+                .with_context(|| format!("stat {}", spool.dir(d).display()))?;
+            self.attributes(PathBuf::from(d.name()), &st, true);
         }
-        self.tmp()?;
-        self.new_level(PathBuf::from(Dir::New.name()), 0, 0)?;
-        self.leased()?;
-        self.ended(Dir::Done, 3)?;
-        self.ended(Dir::Dead, 2)?;
+        self.tmp(spool.fd(Dir::Tmp))?;
+        self.new_level(spool.fd(Dir::New), PathBuf::from(Dir::New.name()), 0, 0)?;
+        self.leased(spool.fd(Dir::Leased))?;
+        self.ended(spool.fd(Dir::Done), Dir::Done, 3)?;
+        self.ended(spool.fd(Dir::Dead), Dir::Dead, 2)?;
         self.duplicates();
         Ok(())
     }
 
     /// Mode and owner of an entry that stays where it is: a state or bucket directory
     /// (`dir`), or a message file.
-    fn attributes(&mut self, rel: PathBuf, meta: &Metadata, dir: bool) {
-        let mode = meta.mode() & 0o7777;
+    fn attributes(&mut self, rel: PathBuf, meta: &Stat, dir: bool) {
+        let mode = meta.perms();
         if mode & LOOSE_BITS != 0 {
             let (want, fix) = if dir {
                 (DIR_MODE, Fix::ChmodDir)
@@ -295,14 +296,13 @@ impl Check {
                 fix,
             );
         }
-        if meta.uid() != self.owner {
+        if meta.uid != self.owner {
             self.find(
                 Kind::Owner,
                 rel,
                 format!(
                     "owned by uid {}, the spool root by uid {}",
-                    meta.uid(),
-                    self.owner
+                    meta.uid, self.owner
                 ),
                 Fix::ReportOnly("fsck does not change owners: chown it by hand"),
             );
@@ -311,7 +311,7 @@ impl Check {
 
     /// A link, directory, special file or hard-linked file where a message belongs, or a
     /// name outside the grammar: returns whether it was reported.
-    fn misplaced(&mut self, rel: &Path, meta: &Metadata, parsed: bool, want: &str) -> bool {
+    fn misplaced(&mut self, rel: &Path, meta: &Stat, parsed: bool, want: &str) -> bool {
         if !is_plain(meta) {
             let detail = format!("{}, where a message belongs", what(meta));
             self.find(Kind::NotAFile, rel.to_path_buf(), detail, Fix::SetAside);
@@ -325,23 +325,18 @@ impl Check {
         false
     }
 
-    fn tmp(&mut self) -> Result<()> {
-        let dir = self.root.join(Dir::Tmp.name());
-        for (name, meta) in entries(&dir)? {
+    fn tmp(&mut self, dir: &File) -> Result<()> {
+        for (name, meta) in entries(dir, &self.root.join(Dir::Tmp.name()))? {
             let rel = Path::new(Dir::Tmp.name()).join(&name);
             let parsed = name.to_str().is_some_and(|n| Ready::parse(n).is_ok());
             if self.misplaced(&rel, &meta, parsed, "ready-name") {
                 continue;
             }
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .unwrap_or_default();
-            if age >= crate::spool::TMP_MAX_AGE {
+            let age_ms = self.now.saturating_sub(meta.mtime_ms);
+            if age_ms >= crate::spool::TMP_MAX_AGE.as_millis() as u64 {
                 let detail = format!(
                     "not modified for {}: a push that never finished",
-                    format_ms(age.as_millis() as u64 / 1000 * 1000)
+                    format_ms(age_ms / 1000 * 1000)
                 );
                 self.find(Kind::TmpOrphan, rel, detail, Fix::SetAside);
             }
@@ -350,8 +345,8 @@ impl Check {
     }
 
     /// One level of the bucket tree under `new/` (`level` 0-2 are buckets, 3 the leaf's files).
-    fn new_level(&mut self, rel_dir: PathBuf, level: usize, base: u64) -> Result<()> {
-        for (name, meta) in entries(&self.root.join(&rel_dir))? {
+    fn new_level(&mut self, dir: &File, rel_dir: PathBuf, level: usize, base: u64) -> Result<()> {
+        for (name, meta) in entries(dir, &self.root.join(&rel_dir))? {
             let rel = rel_dir.join(&name);
             if level < BUCKET_SPANS.len() {
                 let value = name.to_str().and_then(|n| bucket_level(n, level));
@@ -364,13 +359,18 @@ impl Check {
                     self.find(Kind::ForeignName, rel, detail, Fix::SetAside);
                     continue;
                 };
-                if !meta.file_type().is_dir() {
+                if !meta.is_dir() {
                     let detail = format!("{}, where a bucket directory belongs", what(&meta));
                     self.find(Kind::NotAFile, rel, detail, Fix::SetAside);
                     continue;
                 }
+                // Opened without following a link: one swapped in since the lstat is passed by,
+                // like a bucket a pop removed meanwhile.
+                let Ok(child) = at::open_dir_c(dir, &c_os(&name)) else {
+                    continue;
+                };
                 self.attributes(rel.clone(), &meta, true);
-                self.new_level(rel, level + 1, base + value * BUCKET_SPANS[level])?;
+                self.new_level(&child, rel, level + 1, base + value * BUCKET_SPANS[level])?;
                 continue;
             }
             let ready = name.to_str().and_then(|n| Ready::parse(n).ok());
@@ -393,9 +393,8 @@ impl Check {
         Ok(())
     }
 
-    fn leased(&mut self) -> Result<()> {
-        let dir = self.root.join(Dir::Leased.name());
-        for (name, meta) in entries(&dir)? {
+    fn leased(&mut self, dir: &File) -> Result<()> {
+        for (name, meta) in entries(dir, &self.root.join(Dir::Leased.name()))? {
             let rel = Path::new(Dir::Leased.name()).join(&name);
             let lease = name.to_str().and_then(|n| Leased::parse(n).ok());
             if self.misplaced(&rel, &meta, lease.is_some(), "leased-name") {
@@ -418,8 +417,8 @@ impl Check {
         Ok(())
     }
 
-    fn ended(&mut self, d: Dir, rank: u8) -> Result<()> {
-        for (name, meta) in entries(&self.root.join(d.name()))? {
+    fn ended(&mut self, dir: &File, d: Dir, rank: u8) -> Result<()> {
+        for (name, meta) in entries(dir, &self.root.join(d.name()))? {
             let rel = Path::new(d.name()).join(&name);
             let ended = name.to_str().and_then(|n| Ended::parse(n).ok());
             if self.misplaced(&rel, &meta, ended.is_some(), "ended-name") {
@@ -472,23 +471,43 @@ impl Check {
     }
 }
 
+/// Opens, without following any link, the directory that holds the entry at `rel` (a path
+/// inside the spool), and gives the entry's name in it.
+fn open_parent(root_dir: &File, rel: &Path) -> std::io::Result<(File, OsString)> {
+    let mut parts: Vec<&OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let name = parts.pop().unwrap_or_default().to_os_string();
+    let mut dir = root_dir.try_clone()?;
+    for part in parts {
+        dir = at::open_dir_c(&dir, &c_os(part))?;
+    }
+    Ok((dir, name))
+}
+
 /// Applies every finding's fix, recording what was done on the finding.
-fn repair(root: &Path, findings: &mut [Finding]) {
-    let corrupt = root.join(CORRUPT);
-    let mut corrupt_ready: Option<Result<(), String>> = None;
+fn repair(root_dir: &File, root: &Path, findings: &mut [Finding]) {
+    let mut corrupt: Option<Result<File, String>> = None;
     let mut touched: Vec<PathBuf> = Vec::new();
     for f in findings.iter_mut() {
-        let path = root.join(&f.rel);
         let outcome = match f.fix {
             Fix::ReportOnly(why) => Err(why.to_owned()),
-            Fix::ChmodDir => chmod(&path, true).map(|()| format!("chmod {DIR_MODE:04o}")),
-            Fix::ChmodFile => chmod(&path, false).map(|()| format!("chmod {FILE_MODE:04o}")),
+            Fix::ChmodDir => {
+                chmod(root_dir, &f.rel, true).map(|()| format!("chmod {DIR_MODE:04o}"))
+            }
+            Fix::ChmodFile => {
+                chmod(root_dir, &f.rel, false).map(|()| format!("chmod {FILE_MODE:04o}"))
+            }
             Fix::SetAside => {
-                let ready = corrupt_ready.get_or_insert_with(|| ensure_corrupt(root, &corrupt));
+                let ready = corrupt.get_or_insert_with(|| ensure_corrupt(root_dir, root));
                 match ready {
                     Err(e) => Err(format!("not moved: {e}")),
-                    Ok(()) => set_aside(&path, &f.rel, &corrupt).map(|name| {
-                        if let Some(parent) = path.parent() {
+                    Ok(corrupt) => set_aside(root_dir, &f.rel, corrupt).map(|name| {
+                        if let Some(parent) = f.rel.parent() {
                             touched.push(parent.to_path_buf());
                         }
                         format!("moved to {CORRUPT}/{}", name.to_string_lossy())
@@ -506,34 +525,43 @@ fn repair(root: &Path, findings: &mut [Finding]) {
     }
     // Make the moves durable: corrupt/ and every directory an entry left. Best effort: each
     // move is already done, and a crash that undoes one only brings a finding back.
-    if matches!(corrupt_ready, Some(Ok(()))) {
-        touched.push(corrupt);
+    if let Some(Ok(corrupt)) = &corrupt {
+        if let Err(e) = corrupt.sync_all() {
+            say(&format!("sync {}: {e}", root.join(CORRUPT).display()));
+        }
         touched.sort();
         touched.dedup();
-        for dir in touched {
-            if let Err(e) = sync_dir(&dir) {
-                say(&format!("sync {}: {e}", dir.display()));
+        for rel in touched {
+            let synced = open_parent(root_dir, &rel.join("x")).and_then(|(dir, _)| dir.sync_all());
+            if let Err(e) = synced {
+                say(&format!("sync {}: {e}", root.join(&rel).display()));
             }
         }
     }
 }
 
-/// Makes `corrupt/` (0700) when it is missing; refuses one that is not a real directory.
-fn ensure_corrupt(root: &Path, corrupt: &Path) -> Result<(), String> {
-    match std::fs::symlink_metadata(corrupt) {
-        Ok(m) if m.file_type().is_dir() => Ok(()),
-        Ok(m) => Err(format!("{CORRUPT}/ is {}, not a directory", what(&m))),
+/// Opens `corrupt/`, making it (0700) when it is missing; refuses one that is not a real
+/// directory.
+fn ensure_corrupt(root_dir: &File, root: &Path) -> Result<File, String> {
+    match at::stat(root_dir, CORRUPT) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) => return Err(format!("{CORRUPT}/ is {}, not a directory", what(&m))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            make_dir(corrupt).map_err(|e| format!("create {CORRUPT}/: {e}"))?;
-            sync_dir(root).map_err(|e| format!("sync {}: {e}", root.display()))
+            at::mkdir(root_dir, CORRUPT, DIR_MODE)
+                .map_err(|e| format!("create {CORRUPT}/: {e}"))?;
+            root_dir
+                .sync_all()
+                .map_err(|e| format!("sync {}: {e}", root.display()))?;
         }
-        Err(e) => Err(format!("lstat {CORRUPT}/: {e}")),
+        Err(e) => return Err(format!("lstat {CORRUPT}/: {e}")),
     }
+    at::open_dir(root_dir, CORRUPT).map_err(|e| format!("open {CORRUPT}/: {e}"))
 }
 
-/// Renames `path` (the entry itself, never a link's target) into `corrupt/` under its path in
-/// the spool with `/` as `-`, or that with a numeric suffix when the name is taken.
-fn set_aside(path: &Path, rel: &Path, corrupt: &Path) -> Result<OsString, String> {
+/// Renames the entry at `rel` (the entry itself, never a link's target) into `corrupt/` under
+/// its path in the spool with `/` as `-`, or that with a numeric suffix when the name is taken.
+fn set_aside(root_dir: &File, rel: &Path, corrupt: &File) -> Result<OsString, String> {
+    let (dir, from) = open_parent(root_dir, rel).map_err(|e| format!("not moved: {e}"))?;
     let mut base: Vec<u8> = rel
         .as_os_str()
         .as_bytes()
@@ -549,7 +577,7 @@ fn set_aside(path: &Path, rel: &Path, corrupt: &Path) -> Result<OsString, String
             name.extend_from_slice(format!(".{n}").as_bytes());
         }
         let name = OsString::from_vec(name);
-        match rename_noreplace(path, &corrupt.join(&name)) {
+        match at::rename_noreplace_c(&dir, &c_os(&from), corrupt, &c_os(&name)) {
             Ok(()) => return Ok(name),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -565,26 +593,20 @@ fn set_aside(path: &Path, rel: &Path, corrupt: &Path) -> Result<OsString, String
 
 /// Sets the mode of a real directory or a plain file through a descriptor opened without
 /// following a link, so that an entry swapped for a link since the walk is refused.
-fn chmod(path: &Path, dir: bool) -> Result<(), String> {
-    let flags = libc::O_NOFOLLOW
+fn chmod(root_dir: &File, rel: &Path, dir: bool) -> Result<(), String> {
+    let not_changed = |e: std::io::Error| format!("not changed: {e}");
+    let (parent, name) = open_parent(root_dir, rel).map_err(not_changed)?;
+    let flags = libc::O_RDONLY
+        | libc::O_NOFOLLOW
         | libc::O_NONBLOCK
-        | libc::O_CLOEXEC
         | if dir { libc::O_DIRECTORY } else { 0 };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)
-        .map_err(|e| format!("not changed: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("not changed: {e}"))?;
-    let ok = if dir {
-        meta.file_type().is_dir()
-    } else {
-        is_plain(&meta)
-    };
+    let file = at::open(Some(&parent), &c_os(&name), flags, 0).map_err(not_changed)?;
+    let meta = at::fstat(&file).map_err(not_changed)?;
+    let ok = if dir { meta.is_dir() } else { is_plain(&meta) };
     if !ok {
         return Err(format!("not changed: it is now {}", what(&meta)));
     }
     let mode = if dir { DIR_MODE } else { FILE_MODE };
     file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("not changed: {e}"))
+        .map_err(not_changed)
 }

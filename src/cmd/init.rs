@@ -21,10 +21,10 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<Code> {
     if let Some(r) = args.retain_done {
         cfg.retain_done_ms = r;
     }
-    let path = root.join(crate::spool::config::FILE_NAME);
-    let settings_missing = std::fs::symlink_metadata(&path).is_err();
+    let settings_missing =
+        crate::spool::at::stat(spool.root_dir(), crate::spool::config::FILE_NAME).is_err();
     if cfg != spool.config || settings_missing || refused.is_some() {
-        cfg.store(root)?;
+        cfg.store(spool.root_dir(), root)?;
     }
     if let Some(why) = refused {
         exit::say(&format!("{why:#}; replaced with {}", cfg.describe()));

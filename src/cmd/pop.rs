@@ -5,7 +5,7 @@ use crate::encode::{Base64Encoder, Utf8Check, json_escape_into, rfc3339_ms, rfc3
 use crate::exit::{Code, NotFound, Usage};
 use crate::spool::name::Leased;
 use crate::spool::ready::{Lease, Take};
-use crate::spool::{Spool, durable, now_ms};
+use crate::spool::{Dir, Spool, durable, now_ms};
 use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -119,7 +119,8 @@ fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
     let mut out = io::stdout().lock();
     for l in leases {
         let path = spool.leased_path(&l.leased);
-        let mut file = durable::open_message(&path).map_err(|e| lost_or(e, &path))?;
+        let mut file = durable::open_message(spool.fd(Dir::Leased), &l.leased.to_string())
+            .map_err(|e| lost_or(e, &path))?;
         if args.json {
             let size = file
                 .metadata()

@@ -5,12 +5,18 @@ use crate::cmd::parse_ids;
 use crate::exit::{Code, NotFound, Tally, Usage};
 use crate::spool::name::{Bucket, Ended, Id, Ready};
 use crate::spool::scan::State;
-use crate::spool::transition::list_names;
 use crate::spool::{Dir, Spool, durable, now_ms};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+/// Where a message to purge is: a state directory, or its bucket in `new/`.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Place {
+    State(Dir),
+    Bucket(u64),
+}
 
 pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
     let only: BTreeSet<Id> = parse_ids(&args.ids)?.into_iter().collect();
@@ -24,7 +30,7 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
     let spool = Spool::open(root)?;
     let now = now_ms();
     let cutoff = now.saturating_sub(args.older_than);
-    let mut victims: Vec<(Id, PathBuf)> = Vec::new();
+    let mut victims: Vec<(Id, Place, String)> = Vec::new();
     let wanted = |id: &Id| only.is_empty() || only.contains(id);
     if args.ready {
         // The walk sees plain files only: anything else in new/ is foreign, never a message.
@@ -40,11 +46,7 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
                     attempts: m.attempts,
                     visible_ms: m.at_ms,
                 };
-                let path = spool
-                    .dir(Dir::New)
-                    .join(Bucket::of(m.at_ms).rel_path())
-                    .join(ready.to_string());
-                victims.push((m.id, path));
+                victims.push((m.id, Place::Bucket(m.at_ms), ready.to_string()));
             }
         })?;
     }
@@ -54,14 +56,13 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
         }
         // Every name of ours is a candidate, so that a foreign file under one (a link, a hard
         // link) is reported below as refused, not passed over in silence.
-        let dir = spool.dir(dir);
-        for e in list_names(&dir)?
+        for e in spool
+            .list_names(dir)?
             .iter()
             .filter_map(|n| Ended::parse(n).ok())
         {
             if e.at_ms <= cutoff && wanted(&e.id) {
-                let path = dir.join(e.to_string());
-                victims.push((e.id, path));
+                victims.push((e.id.clone(), Place::State(dir), e.to_string()));
             }
         }
     }
@@ -70,9 +71,23 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
     let mut out = std::io::stdout().lock();
     let mut tally = Tally::default();
     let mut removed = BTreeSet::new();
-    for (id, path) in victims {
+    for (id, dir, name) in victims {
+        let (path, removed_it) = match dir {
+            Place::State(d) => (
+                spool.dir(d).join(&name),
+                durable::remove_plain(spool.fd(d), &name),
+            ),
+            Place::Bucket(visible_ms) => {
+                let bucket = Bucket::of(visible_ms);
+                (
+                    spool.dir(Dir::New).join(bucket.rel_path()).join(&name),
+                    durable::open_bucket(spool.fd(Dir::New), &bucket.parts())
+                        .and_then(|leaf| durable::remove_plain(&leaf, &name)),
+                )
+            }
+        };
         // Foreign files under our names (links, hard links) are refused, never deleted.
-        match durable::lstat_plain(&path).and_then(|_| std::fs::remove_file(&path)) {
+        match removed_it {
             Ok(()) => {
                 writeln!(out, "{id}").context("write to standard output")?;
                 removed.insert(id);

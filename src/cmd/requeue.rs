@@ -4,12 +4,11 @@ use super::{lease_not_held, parse_receipts};
 use crate::cli::RequeueArgs;
 use crate::exit::{Code, Tally};
 use crate::spool::name::Ready;
-use crate::spool::transition::{Released, list_names};
+use crate::spool::transition::Released;
 use crate::spool::{Dir, Spool, durable, now_ms};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
-use std::time::SystemTime;
 
 pub fn run(root: &Path, args: &RequeueArgs) -> Result<Code> {
     if args.expired {
@@ -47,24 +46,23 @@ fn reclaim(root: &Path) -> Result<Code> {
         &mut |id| writeln!(out, "purged {id}").context("write to standard output"),
         &mut |e| tally.fail(e),
     )?;
-    let tmp = spool.dir(Dir::Tmp);
-    let now = SystemTime::now();
-    for name in list_names(&tmp)? {
+    let tmp = spool.fd(Dir::Tmp);
+    let now = now_ms();
+    for name in spool.list_names(Dir::Tmp)? {
         // Only our own names: a foreign file in tmp/ is never deleted.
         if Ready::parse(&name).is_err() {
             continue;
         }
-        let path = tmp.join(&name);
-        let Ok(meta) = durable::lstat_plain(&path) else {
+        let path = spool.dir(Dir::Tmp).join(&name);
+        let Ok(st) = durable::lstat_plain(tmp, &name) else {
             continue;
         };
-        let old = meta
-            .modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|age| age >= crate::spool::TMP_MAX_AGE);
+        let old = st
+            .mtime_ms
+            .saturating_add(crate::spool::TMP_MAX_AGE.as_millis() as u64)
+            <= now;
         if old {
-            match std::fs::remove_file(&path) {
+            match crate::spool::at::unlink(tmp, &name) {
                 Ok(()) => writeln!(out, "removed {}", path.display())
                     .context("write to standard output")?,
                 Err(e) if durable::is_missing(&e) => {}

@@ -6,9 +6,9 @@ use crate::cli::ShowArgs;
 use crate::encode::{rfc3339_ms, rfc3339_us};
 use crate::exit::{Code, NotFound};
 use crate::spool::lease;
-use crate::spool::name::{Ended, Id, Leased, Ready};
+use crate::spool::name::{Bucket, Ended, Id, Leased, Ready};
 use crate::spool::scan::State;
-use crate::spool::{Dir, Spool, durable, now_ms};
+use crate::spool::{Dir, Spool, at, durable, now_ms};
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{self, Write};
@@ -22,6 +22,11 @@ struct Found {
     attempts: u32,
     /// Visible-at (ready, delayed), lease expiry (leased, expired) or finish time (done, dead).
     at_ms: u64,
+    /// Its state directory, and in `new/` its bucket's visible-at.
+    dir: Dir,
+    bucket_ms: Option<u64>,
+    name: String,
+    /// For messages only.
     path: PathBuf,
 }
 
@@ -54,7 +59,12 @@ fn open(spool: &Spool, id: &Id) -> Result<(Found, File)> {
         let Some(found) = find(spool, id, now_ms())? else {
             break;
         };
-        match durable::open_message(&found.path) {
+        let opened = match found.bucket_ms {
+            Some(ms) => durable::open_bucket(spool.fd(Dir::New), &Bucket::of(ms).parts())
+                .and_then(|leaf| durable::open_message(&leaf, &found.name)),
+            None => durable::open_message(spool.fd(found.dir), &found.name),
+        };
+        match opened {
             Ok(file) => return Ok((found, file)),
             Err(e) if durable::is_missing(&e) => continue,
             Err(e) => {
@@ -91,15 +101,18 @@ fn find(spool: &Spool, id: &Id, now: u64) -> Result<Option<Found>> {
             state: m.state,
             attempts: m.attempts,
             at_ms: m.at_ms,
+            dir: Dir::New,
+            bucket_ms: Some(m.at_ms),
             path: new_dir
                 .join(name.bucket().rel_path())
                 .join(name.to_string()),
+            name: name.to_string(),
         });
     })?;
     // leased/, done/ and dead/ are matched by name only, plain files or not: an entry that is
     // not a plain file is then refused by `open_message`, with its path, rather than missed.
     let leased_dir = spool.dir(Dir::Leased);
-    for name in names_with_id(&leased_dir, id)? {
+    for name in names_with_id(spool, Dir::Leased, id)? {
         if let Ok(l) = Leased::parse(&name) {
             found.push(Found {
                 state: if lease::is_expired(l.expires_ms, now) {
@@ -109,19 +122,25 @@ fn find(spool: &Spool, id: &Id, now: u64) -> Result<Option<Found>> {
                 },
                 attempts: l.attempt,
                 at_ms: l.expires_ms,
-                path: leased_dir.join(name),
+                dir: Dir::Leased,
+                bucket_ms: None,
+                path: leased_dir.join(&name),
+                name,
             });
         }
     }
-    for (dir, state) in [(Dir::Done, State::Done), (Dir::Dead, State::Dead)] {
-        let dir = spool.dir(dir);
-        for name in names_with_id(&dir, id)? {
+    for (d, state) in [(Dir::Done, State::Done), (Dir::Dead, State::Dead)] {
+        let dir = spool.dir(d);
+        for name in names_with_id(spool, d, id)? {
             if let Ok(e) = Ended::parse(&name) {
                 found.push(Found {
                     state,
                     attempts: e.attempts,
                     at_ms: e.at_ms,
-                    path: dir.join(name),
+                    dir: d,
+                    bucket_ms: None,
+                    path: dir.join(&name),
+                    name,
                 });
             }
         }
@@ -142,21 +161,17 @@ fn progress(state: State) -> u8 {
 
 /// The names in `dir` that start with `id` and a comma: the only ones that can be its
 /// message. Only those are kept, so that a big done/ costs a listing and no more.
-fn names_with_id(dir: &Path, id: &Id) -> Result<Vec<String>> {
-    let list_ctx = || format!("list {}", dir.display());
+fn names_with_id(spool: &Spool, d: Dir, id: &Id) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(list_ctx)? {
-        let name = entry.with_context(list_ctx)?.file_name();
-        let Some(name) = name.to_str() else {
-            continue;
-        };
-        if name
-            .strip_prefix(id.as_str())
-            .is_some_and(|rest| rest.starts_with(','))
-        {
+    at::for_each(spool.fd(d), |name, _| {
+        if let Some(name) = name.filter(|n| {
+            n.strip_prefix(id.as_str())
+                .is_some_and(|rest| rest.starts_with(','))
+        }) {
             names.push(name.to_owned());
         }
-    }
+    })
+    .with_context(|| format!("list {}", spool.dir(d).display()))?;
     Ok(names)
 }
 
@@ -215,6 +230,9 @@ mod tests {
                     state,
                     attempts: 2,
                     at_ms,
+                    dir: Dir::Done,
+                    bucket_ms: None,
+                    name: "x".into(),
                     path: PathBuf::from("done/x"),
                 };
                 let mut got = Vec::new();

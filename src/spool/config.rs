@@ -1,10 +1,10 @@
 //! The spool's settings file, `qspool.json` in the spool root: defaults other commands use.
 
-use super::durable;
+use super::{at, durable};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub const FILE_NAME: &str = "qspool.json";
@@ -53,11 +53,11 @@ impl Config {
     /// Every error starts with the file's path. A file whose content or kind is wrong fails with
     /// a `BadSettings`, which `init` may repair; an I/O error (EIO, EMFILE, EACCES) does not, so
     /// that a passing failure never costs the stored settings.
-    pub fn load(root: &Path) -> Result<Config> {
+    pub fn load(root_dir: &File, root: &Path) -> Result<Config> {
         let path = root.join(FILE_NAME);
         let bad =
             |why: String| anyhow::Error::new(BadSettings(format!("{}: {why}", path.display())));
-        let text = match read_settings(&path) {
+        let text = match read_settings(root_dir) {
             Ok(Some(t)) => t,
             Ok(None) => return Ok(Config::default()),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -87,22 +87,22 @@ impl Config {
     }
 
     /// Replaces the settings file atomically: written beside it under a dot-name, fsynced, renamed.
-    pub fn store(&self, root: &Path) -> Result<()> {
+    pub fn store(&self, root_dir: &File, root: &Path) -> Result<()> {
         let path = root.join(FILE_NAME);
-        let tmp = root.join(format!(".{FILE_NAME}.{}", std::process::id()));
+        let tmp = format!(".{FILE_NAME}.{}", std::process::id());
         let write = || -> std::io::Result<()> {
-            let _ = std::fs::remove_file(&tmp);
-            let mut f = durable::create_new(&tmp)?;
+            let _ = at::unlink(root_dir, &tmp);
+            let mut f = durable::create_new(root_dir, &tmp)?;
             let mut text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
             text.push(b'\n');
             f.write_all(&text)?;
             f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            durable::sync_dir(root)
+            at::rename_replace(root_dir, &tmp, FILE_NAME)?;
+            root_dir.sync_all()
         };
         write()
             .inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = at::unlink(root_dir, &tmp);
             })
             .with_context(|| format!("write {}", path.display()))
     }
@@ -111,12 +111,10 @@ impl Config {
 /// The settings file's bytes, `None` if there is none. Only a plain file is read, and only up to
 /// `MAX_SIZE`: a symlink is not followed, and a FIFO or device there cannot hang the command
 /// (`O_NONBLOCK`) or make it read without end.
-fn read_settings(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+fn read_settings(root_dir: &File) -> std::io::Result<Option<Vec<u8>>> {
     let refuse = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path);
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let file = at::open(Some(root_dir), &at::c_name(FILE_NAME)?, flags, 0);
     let file = match file {
         Ok(f) => f,
         Err(e) if durable::is_missing(&e) => return Ok(None),
@@ -153,7 +151,8 @@ mod tests {
     fn wrong_content_is_bad_settings_but_an_io_error_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        assert_eq!(Config::load(root).unwrap(), Config::default());
+        let root_dir = File::open(root).unwrap();
+        assert_eq!(Config::load(&root_dir, root).unwrap(), Config::default());
         for text in [
             "garbage",
             "{\"max_attempts\":0}",
@@ -161,18 +160,18 @@ mod tests {
             "\"text\"",
         ] {
             std::fs::write(root.join(FILE_NAME), text).unwrap();
-            let e = Config::load(root).unwrap_err();
+            let e = Config::load(&root_dir, root).unwrap_err();
             assert!(is_bad(&e), "{text}: {e:#}");
             assert!(format!("{e:#}").starts_with(&root.join(FILE_NAME).display().to_string()));
         }
         std::fs::remove_file(root.join(FILE_NAME)).unwrap();
         std::fs::create_dir(root.join(FILE_NAME)).unwrap();
-        assert!(is_bad(&Config::load(root).unwrap_err()));
+        assert!(is_bad(&Config::load(&root_dir, root).unwrap_err()));
         // Reading through a path that cannot be opened (ENOTDIR here) is an I/O error, not
         // bad settings: `init` must not overwrite anything on its account.
         let file = root.join("plain");
         std::fs::write(&file, b"").unwrap();
-        let e = Config::load(&file).unwrap_err();
+        let e = Config::load(&File::open(&file).unwrap(), &file).unwrap_err();
         assert!(!is_bad(&e), "{e:#}");
     }
 }

@@ -1,87 +1,82 @@
 //! Durable, link-refusing file I/O: the only place that creates, opens, renames or fsyncs.
 
-use std::fs::{self, File, OpenOptions};
+use super::at::{self, Stat};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-const DIR_MODE: u32 = 0o700;
-const FILE_MODE: u32 = 0o600;
+pub const DIR_MODE: u32 = 0o700;
+pub const FILE_MODE: u32 = 0o600;
 /// How often a rename into a bucket is retried when a concurrent pop removes the empty bucket
 /// between our mkdir and our rename. Each retry needs another process to win a race against us.
 const BUCKET_RETRIES: usize = 64;
 
-/// Creates one directory with mode 0700 whatever the umask. Returns whether it was created.
+/// Creates one directory, mode 0700 at creation (the process umask is 077, see
+/// `crate::os::restrict_umask`). Returns whether it was created. For the spool root and its
+/// missing ancestors only, which the user named by path; everything inside uses `at::mkdir`.
 pub fn make_dir(path: &Path) -> io::Result<bool> {
     match fs::DirBuilder::new().mode(DIR_MODE).create(path) {
-        Ok(()) => {
-            // The umask may have taken bits from 0700; set them outright.
-            fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))?;
-            Ok(true)
-        }
+        Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
 }
 
-/// fsyncs a directory so that the entries made in it survive a power loss.
+/// fsyncs a directory by path (an ancestor of a spool root qspool made).
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 
-/// Creates a file that must not exist yet, mode 0600 whatever the umask.
-pub fn create_new(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
-    Ok(file)
+/// Creates `dir/name`, which must not exist yet, mode 0600 at creation; never through a link.
+pub fn create_new(dir: &File, name: &str) -> io::Result<File> {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+    at::open(Some(dir), &at::c_name(name)?, flags, FILE_MODE)
 }
 
-/// Opens a message file for reading, refusing anything but a plain, singly linked file.
+/// Opens `dir/name` for reading, refusing anything but a plain, singly linked file.
 /// `O_NONBLOCK` keeps a FIFO planted in the spool from hanging us.
-pub fn open_message(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                not_plain("a symbolic link")
-            } else {
-                e
-            }
-        })?;
-    check_plain(&file.metadata()?)?;
+pub fn open_message(dir: &File, name: &str) -> io::Result<File> {
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let file = at::open(Some(dir), &at::c_name(name)?, flags, 0).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            not_plain("a symbolic link")
+        } else {
+            e
+        }
+    })?;
+    check_plain(&at::fstat(&file)?)?;
     Ok(file)
 }
 
 /// `lstat`s a would-be message: it must be a regular file with one link, never a link to one.
-pub fn lstat_plain(path: &Path) -> io::Result<fs::Metadata> {
-    let meta = fs::symlink_metadata(path)?;
-    check_plain(&meta)?;
-    Ok(meta)
+pub fn lstat_plain(dir: &File, name: &str) -> io::Result<Stat> {
+    let st = at::stat(dir, name)?;
+    check_plain(&st)?;
+    Ok(st)
 }
 
-/// Whether `meta` (from `lstat`) describes something qspool may treat as a message.
-pub fn is_plain(meta: &fs::Metadata) -> bool {
-    meta.file_type().is_file() && meta.nlink() == 1
+/// Whether `st` (from `lstat`) describes something qspool may treat as a message.
+pub fn is_plain(st: &Stat) -> bool {
+    st.is_file() && st.nlink == 1
 }
 
-fn check_plain(meta: &fs::Metadata) -> io::Result<()> {
-    let ft = meta.file_type();
-    if ft.is_symlink() {
+fn check_plain(st: &Stat) -> io::Result<()> {
+    if st.is_symlink() {
         Err(not_plain("a symbolic link"))
-    } else if !ft.is_file() {
+    } else if !st.is_file() {
         Err(not_plain("not a regular file"))
-    } else if meta.nlink() != 1 {
+    } else if st.nlink != 1 {
         Err(not_plain("a file with more than one hard link"))
     } else {
         Ok(())
     }
+}
+
+/// Removes `dir/name` if it is a plain message file; a foreign entry under that name is refused.
+pub fn remove_plain(dir: &File, name: &str) -> io::Result<()> {
+    lstat_plain(dir, name)?;
+    at::unlink(dir, name)
 }
 
 fn not_plain(what: &str) -> io::Error {
@@ -108,26 +103,31 @@ pub struct BucketDirs {
 }
 
 impl BucketDirs {
-    /// Opens (and when missing, makes, mode 0700) `new_root/<parts>`. Nothing is fsynced here:
-    /// a fresh level stays empty, and open to removal by pops, until the rename into it, so the
-    /// caller syncs after that (`sync_made`, or a push's commit).
-    pub fn open(new_root: &Path, parts: &[String; 3]) -> io::Result<BucketDirs> {
+    /// Opens (and when missing, makes, mode 0700) `new/<parts>`, `new_dir` being `new/` open at
+    /// `new_path`. Nothing is fsynced here: a fresh level stays empty, and open to removal by
+    /// pops, until the rename into it, so the caller syncs after that (`sync_made`, or a push's
+    /// commit).
+    pub fn open(new_dir: &File, new_path: &Path, parts: &[String; 3]) -> io::Result<BucketDirs> {
         'again: for _ in 0..BUCKET_RETRIES {
-            let mut dirs = vec![(new_root.to_path_buf(), open_dir_at(None, new_root)?)];
+            let mut dirs = vec![(new_path.to_path_buf(), new_dir.try_clone()?)];
             let mut made_in = Vec::new();
             for part in parts {
                 let (parent_path, parent) = dirs.last().expect("new/ is first");
                 let path = parent_path.join(part);
-                let dir = match open_dir_at(Some(parent), Path::new(part)) {
+                let dir = match at::open_dir(parent, part) {
                     Ok(d) => d,
-                    Err(e) if is_missing(&e) => match make_dir_at(parent, part) {
-                        Ok(d) => {
-                            made_in.push(dirs.len() - 1);
-                            d
-                        }
+                    Err(e) if is_missing(&e) => match at::mkdir(parent, part, DIR_MODE) {
+                        Ok(()) => match at::open_dir(parent, part) {
+                            Ok(d) => {
+                                made_in.push(dirs.len() - 1);
+                                d
+                            }
+                            Err(e) if is_missing(&e) => continue 'again,
+                            Err(e) => return Err(not_a_dir(e, &path)),
+                        },
                         // Another process made it first: open theirs.
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                            match open_dir_at(Some(parent), Path::new(part)) {
+                            match at::open_dir(parent, part) {
                                 Ok(d) => d,
                                 Err(e) if is_missing(&e) => continue 'again,
                                 Err(e) => return Err(not_a_dir(e, &path)),
@@ -143,7 +143,7 @@ impl BucketDirs {
             }
             return Ok(BucketDirs { dirs, made_in });
         }
-        Err(gave_up(new_root))
+        Err(gave_up(new_path))
     }
 
     pub fn leaf(&self) -> &Path {
@@ -163,20 +163,38 @@ impl BucketDirs {
         Ok(())
     }
 
-    /// Renames `src` into the leaf as `name`, never over an existing entry.
-    pub fn rename_in(&self, src: &Path, name: &str) -> io::Result<()> {
+    /// Renames `src_dir/src` into the leaf as `name`, never over an existing entry.
+    pub fn rename_in(&self, src_dir: &File, src: &str, name: &str) -> io::Result<()> {
         let leaf = &self.dirs.last().expect("a leaf").1;
-        renameat_noreplace(None, src, Some(leaf), Path::new(name))
+        at::rename_noreplace(src_dir, src, leaf, name)
     }
 }
 
-/// Renames `src` into `new_root/<bucket>/<name>`, making the bucket when it is missing, and
-/// returns the open bucket. `reuse` is a bucket opened earlier for the same `parts`. With
-/// `sync_made`, the levels it made are fsynced once the message is in them.
+/// Opens the existing bucket `new/<parts>` level by level, never through a link, making
+/// nothing: a missing level is `NotFound`.
+pub fn open_bucket(new_dir: &File, parts: &[String; 3]) -> io::Result<File> {
+    let mut dir = at::open_dir(new_dir, &parts[0])?;
+    for part in &parts[1..] {
+        dir = at::open_dir(&dir, part)?;
+    }
+    Ok(dir)
+}
+
+/// Where a message moves from: a state directory (or a bucket) and the file's name in it.
+#[derive(Clone, Copy)]
+pub struct Src<'a> {
+    pub dir: &'a File,
+    pub name: &'a str,
+}
+
+/// Renames `src` into `new/<bucket>/<name>`, making the bucket when it is missing, and returns
+/// the open bucket. `reuse` is a bucket opened earlier for the same `parts`. With `sync_made`,
+/// the levels it made are fsynced once the message is in them.
 /// `NotFound` from here means `src` itself is gone: somebody else moved it first.
 pub fn rename_into_bucket(
-    src: &Path,
-    new_root: &Path,
+    src: Src<'_>,
+    new_dir: &File,
+    new_path: &Path,
     parts: &[String; 3],
     name: &str,
     sync_made: bool,
@@ -186,9 +204,9 @@ pub fn rename_into_bucket(
     for _ in 0..BUCKET_RETRIES {
         let bucket = match reuse.take() {
             Some(b) => b,
-            None => BucketDirs::open(new_root, parts)?,
+            None => BucketDirs::open(new_dir, new_path, parts)?,
         };
-        match bucket.rename_in(src, name) {
+        match bucket.rename_in(src.dir, src.name, name) {
             Ok(()) => {
                 if sync_made {
                     bucket.sync_made()?;
@@ -196,7 +214,7 @@ pub fn rename_into_bucket(
                 return Ok(bucket);
             }
             // Either `src` is gone, or a pop emptied and removed the leaf after we opened it.
-            Err(e) if is_missing(&e) => match fs::symlink_metadata(src) {
+            Err(e) if is_missing(&e) => match at::stat(src.dir, src.name) {
                 Ok(_) => continue,
                 Err(e2) if is_missing(&e2) => return Err(e),
                 Err(e2) => return Err(e2),
@@ -204,7 +222,7 @@ pub fn rename_into_bucket(
             Err(e) => return Err(e),
         }
     }
-    Err(gave_up(new_root))
+    Err(gave_up(new_path))
 }
 
 fn gave_up(new_root: &Path) -> io::Error {
@@ -214,7 +232,8 @@ fn gave_up(new_root: &Path) -> io::Error {
     ))
 }
 
-fn not_a_dir(e: io::Error, path: &Path) -> io::Error {
+/// Turns the errors of opening a directory without following links into a clear refusal.
+pub fn not_a_dir(e: io::Error, path: &Path) -> io::Error {
     match e.raw_os_error() {
         Some(libc::ELOOP) | Some(libc::ENOTDIR) => io::Error::new(
             io::ErrorKind::InvalidData,
@@ -225,78 +244,4 @@ fn not_a_dir(e: io::Error, path: &Path) -> io::Error {
         ),
         _ => e,
     }
-}
-
-fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-}
-
-fn fd_or_cwd(dir: Option<&File>) -> libc::c_int {
-    use std::os::fd::AsRawFd;
-    dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd)
-}
-
-/// `openat(dir, path, O_DIRECTORY | O_NOFOLLOW)`: a directory, never through a final link.
-#[allow(unsafe_code)]
-fn open_dir_at(dir: Option<&File>, path: &Path) -> io::Result<File> {
-    use std::os::fd::FromRawFd;
-    let c = c_path(path)?;
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `c` is a valid NUL-terminated string; the fd is checked before it is owned.
-    let fd = unsafe { libc::openat(fd_or_cwd(dir), c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-/// `mkdirat(dir, name, 0700)`, then the new directory opened and set to 0700 whatever the umask.
-#[allow(unsafe_code)]
-fn make_dir_at(dir: &File, name: &str) -> io::Result<File> {
-    let c = c_path(Path::new(name))?;
-    // SAFETY: `c` is a valid NUL-terminated string and `dir` an open directory.
-    if unsafe { libc::mkdirat(fd_or_cwd(Some(dir)), c.as_ptr(), DIR_MODE as libc::mode_t) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let made = open_dir_at(Some(dir), Path::new(name))?;
-    made.set_permissions(fs::Permissions::from_mode(DIR_MODE))?;
-    Ok(made)
-}
-
-/// `renameat2(…, RENAME_NOREPLACE)`, relative to directory fds (`None`: the working directory).
-#[allow(unsafe_code)]
-fn renameat_noreplace(
-    from_dir: Option<&File>,
-    from: &Path,
-    to_dir: Option<&File>,
-    to: &Path,
-) -> io::Result<()> {
-    let (s, d) = (c_path(from)?, c_path(to)?);
-    let (fd_s, fd_d) = (fd_or_cwd(from_dir), fd_or_cwd(to_dir));
-    // SAFETY: both strings are valid and NUL-terminated; the fds are open or AT_FDCWD.
-    let rc = unsafe { libc::renameat2(fd_s, s.as_ptr(), fd_d, d.as_ptr(), libc::RENAME_NOREPLACE) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        // Filesystems without RENAME_NOREPLACE: names are unique by construction.
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            // SAFETY: as above.
-            if unsafe { libc::renameat(fd_s, s.as_ptr(), fd_d, d.as_ptr()) } == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        }
-        _ => Err(err),
-    }
-}
-
-/// Renames only if the destination does not exist yet, so that no foreign file is ever clobbered.
-pub fn rename_noreplace(src: &Path, dst: &Path) -> io::Result<()> {
-    renameat_noreplace(None, src, None, dst)
 }

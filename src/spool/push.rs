@@ -1,15 +1,14 @@
 //! Delivery into the spool, Maildir's way: write in `tmp/`, fsync, rename into `new/`, fsync the
 //! directory. Messages pushed together share one group commit of the directories they touched.
 
-use super::durable::{self, BucketDirs};
+use super::durable::{self, BucketDirs, Src};
 use super::idgen::IdGen;
 use super::name::{Bucket, Id, Ready};
-use super::{Dir, Spool, lease, now_us};
+use super::{Dir, Spool, at, lease, now_us};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 /// A commit is due once this many distinct directories wait for their fsync: each is held open
@@ -18,11 +17,10 @@ const MAX_HELD_DIRS: usize = 128;
 
 /// A group of pushes whose directory fsyncs are shared. Ids are handed out only by `commit`,
 /// once every message before it is durable.
-pub struct Batch {
+pub struct Batch<'a> {
+    spool: &'a Spool,
     sync: bool,
     ids: IdGen,
-    new_root: PathBuf,
-    tmp_dir: PathBuf,
     /// The bucket of the last message, reused while messages share their millisecond.
     last: Option<(u64, BucketDirs)>,
     /// Directories to fsync at commit, by (device, inode): a bucket a pop removed and a pusher
@@ -37,13 +35,12 @@ enum CopyError {
     Write(io::Error),
 }
 
-impl Batch {
-    pub fn new(spool: &Spool, sync: bool) -> Batch {
+impl<'a> Batch<'a> {
+    pub fn new(spool: &'a Spool, sync: bool) -> Batch<'a> {
         Batch {
+            spool,
             sync,
             ids: IdGen::new(),
-            new_root: spool.dir(Dir::New),
-            tmp_dir: spool.dir(Dir::Tmp),
             last: None,
             held: HashMap::new(),
             pending: Vec::new(),
@@ -72,8 +69,9 @@ impl Batch {
             visible_ms: lease::at(now / 1000, delay_ms),
         };
         let name = ready.to_string();
-        let tmp = self.tmp_dir.join(&name);
-        let written = durable::create_new(&tmp)
+        let tmp_dir = self.spool.fd(Dir::Tmp);
+        let tmp = || self.spool.dir(Dir::Tmp).join(&name);
+        let written = durable::create_new(tmp_dir, &name)
             .map_err(CopyError::Write)
             .and_then(|mut file| {
                 copy_body(body, &mut file)?;
@@ -83,11 +81,11 @@ impl Batch {
                 Ok(())
             });
         if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = at::unlink(tmp_dir, &name);
             return Err(match e {
                 CopyError::Read(e) => anyhow::Error::new(e).context(format!("read {source}")),
                 CopyError::Write(e) => {
-                    anyhow::Error::new(e).context(format!("write {}", tmp.display()))
+                    anyhow::Error::new(e).context(format!("write {}", tmp().display()))
                 }
             });
         }
@@ -99,7 +97,13 @@ impl Batch {
         // Levels this push makes are not fsynced one by one: the commit fsyncs every level
         // before any id is printed, and an fsync here would hold a fresh, empty level open to
         // removal by pops for as long as the disk takes.
-        match durable::rename_into_bucket(&tmp, &self.new_root, &parts, &name, false, reuse) {
+        let new_root = self.spool.dir(Dir::New);
+        let src = Src {
+            dir: tmp_dir,
+            name: &name,
+        };
+        let new_dir = self.spool.fd(Dir::New);
+        match durable::rename_into_bucket(src, new_dir, &new_root, &parts, &name, false, reuse) {
             Ok(bucket) => {
                 if self.sync {
                     self.hold(&bucket)
@@ -110,12 +114,12 @@ impl Batch {
                 Ok(())
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = at::unlink(tmp_dir, &name);
                 Err(e).with_context(|| {
                     format!(
                         "rename {} into {}",
-                        tmp.display(),
-                        self.new_root
+                        tmp().display(),
+                        new_root
                             .join(Bucket::of(ready.visible_ms).rel_path())
                             .display()
                     )
@@ -127,9 +131,9 @@ impl Batch {
     /// Keeps the bucket's directories open until the commit fsyncs them.
     fn hold(&mut self, bucket: &BucketDirs) -> io::Result<()> {
         for (path, dir) in bucket.dirs() {
-            let meta = dir.metadata()?;
+            let st = at::fstat(dir)?;
             if let std::collections::hash_map::Entry::Vacant(slot) =
-                self.held.entry((meta.dev(), meta.ino()))
+                self.held.entry((st.dev, st.ino))
             {
                 slot.insert((path.clone(), dir.try_clone()?));
             }
@@ -156,7 +160,7 @@ impl Batch {
             }
         }
         // Waiting pops wake on this; best effort, as they look again on their own anyway.
-        let _ = crate::os::touch(&self.new_root);
+        let _ = at::touch(self.spool.fd(Dir::New));
         for id in self.pending.drain(..) {
             writeln!(out, "{id}").context("write ids to standard output")?;
         }

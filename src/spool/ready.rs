@@ -8,9 +8,9 @@
 use super::durable::{self, is_missing};
 use super::lease;
 use super::name::{BUCKET_SPANS, Ended, Leased, Ready, bucket_level};
-use super::transition::list_names;
-use super::{Dir, Spool};
+use super::{Dir, Spool, at};
 use anyhow::{Context, Result};
+use std::fs::File;
 use std::path::Path;
 
 /// A message that this process now holds the lease of.
@@ -29,6 +29,19 @@ pub enum Take {
     },
 }
 
+/// One directory of the bucket tree as the walk reaches it.
+struct Node<'a> {
+    dir: &'a File,
+    path: &'a Path,
+    /// The directory holding this one, and this one's name in it (`None` for `new/`).
+    parent: Option<(&'a File, &'a str)>,
+    level: usize,
+    /// The first millisecond this directory spans.
+    base: u64,
+    /// It had not changed for the grace period when its parent looked at it.
+    settled: bool,
+}
+
 /// What the walk found at its leftmost edge.
 enum Step {
     Leased(Box<Lease>),
@@ -44,27 +57,27 @@ impl Spool {
     /// look again: the start of the first bucket in the future, which costs nothing more to find.
     pub fn take(&self, now: u64, lease_ms: u64) -> Result<Take> {
         let new_root = self.dir(Dir::New);
-        Ok(match self.walk(&new_root, 0, 0, now, lease_ms, false)? {
+        let top = Node {
+            dir: self.fd(Dir::New),
+            path: &new_root,
+            parent: None,
+            level: 0,
+            base: 0,
+            settled: false,
+        };
+        Ok(match self.walk(&top, now, lease_ms)? {
             Step::Leased(l) => Take::Leased(*l),
             Step::Future(at) => Take::Nothing { next_ms: Some(at) },
             Step::Exhausted => Take::Nothing { next_ms: None },
         })
     }
 
-    /// `settled`: `dir` had not changed for the grace period when its parent looked at it.
-    fn walk(
-        &self,
-        dir: &Path,
-        level: usize,
-        base: u64,
-        now: u64,
-        lease_ms: u64,
-        settled: bool,
-    ) -> Result<Step> {
+    fn walk(&self, node: &Node<'_>, now: u64, lease_ms: u64) -> Result<Step> {
+        let (dir, path, level, base) = (node.dir, node.path, node.level, node.base);
         if level == BUCKET_SPANS.len() {
-            return self.lease_in_leaf(dir, base, now, lease_ms, settled);
+            return self.lease_in_leaf(node, now, lease_ms);
         }
-        let mut children: Vec<(u64, String)> = list_dir_or_empty(dir)?
+        let mut children: Vec<(u64, String)> = list_dir(dir, path)?
             .into_iter()
             .filter_map(|n| bucket_level(&n, level).map(|v| (v, n)))
             .collect();
@@ -74,15 +87,22 @@ impl Spool {
             if !lease::is_visible(start, now) {
                 return Ok(Step::Future(start));
             }
-            let child = dir.join(&name);
             // A bucket must be a real directory: a symlink could lead the walk out of the spool
             // (`stats` counts it as foreign). One that vanished was emptied by another pop.
-            let meta = match std::fs::symlink_metadata(&child) {
-                Ok(m) if m.file_type().is_dir() => m,
-                _ => continue,
+            let Ok(child) = at::open_dir(dir, &name) else {
+                continue;
             };
-            let child_settled = settled_at(&meta, now);
-            match self.walk(&child, level + 1, start, now, lease_ms, child_settled)? {
+            let child_settled = at::fstat(&child).is_ok_and(|st| settled_at(st.mtime_ms, now));
+            let child_path = path.join(&name);
+            let child_node = Node {
+                dir: &child,
+                path: &child_path,
+                parent: Some((dir, &name)),
+                level: level + 1,
+                base: start,
+                settled: child_settled,
+            };
+            match self.walk(&child_node, now, lease_ms)? {
                 Step::Exhausted => {
                     // Empty buckets are removed so later pops do not list them again, but only
                     // once their time has passed and they have not changed for a while: a
@@ -90,7 +110,7 @@ impl Spool {
                     // vanish under it. One that loses this race anyway finds its bucket gone
                     // and makes it anew.
                     if child_settled && may_remove(start, BUCKET_SPANS[level], now) {
-                        let _ = std::fs::remove_dir(&child);
+                        let _ = at::rmdir(dir, &name);
                     }
                 }
                 other => return Ok(other),
@@ -99,16 +119,10 @@ impl Spool {
         Ok(Step::Exhausted)
     }
 
-    fn lease_in_leaf(
-        &self,
-        leaf: &Path,
-        visible_ms: u64,
-        now: u64,
-        lease_ms: u64,
-        settled: bool,
-    ) -> Result<Step> {
+    fn lease_in_leaf(&self, node: &Node<'_>, now: u64, lease_ms: u64) -> Result<Step> {
+        let (leaf, leaf_path, visible_ms) = (node.dir, node.path, node.base);
         // The bucket is the visible-at time; a name that disagrees with its bucket is foreign.
-        let names = list_dir_or_empty(leaf)?;
+        let names = list_dir(leaf, leaf_path)?;
         let mut ready: Vec<Ready> = names
             .iter()
             .filter_map(|n| Ready::parse(n).ok())
@@ -116,8 +130,8 @@ impl Spool {
             .collect();
         ready.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         for r in ready {
-            let src = leaf.join(r.to_string());
-            match durable::lstat_plain(&src) {
+            let src = r.to_string();
+            match durable::lstat_plain(leaf, &src) {
                 Ok(_) => {}
                 Err(e) if is_missing(&e) => continue,
                 Err(_) => continue, // foreign: counted by `stats`, never delivered
@@ -128,11 +142,13 @@ impl Spool {
                     attempts: r.attempts,
                     at_ms: now,
                 };
-                match durable::rename_noreplace(&src, &self.dir(Dir::Dead).join(dead.to_string())) {
+                match at::rename_noreplace(leaf, &src, self.fd(Dir::Dead), &dead.to_string()) {
                     Ok(()) => continue,
                     Err(e) if is_missing(&e) => continue,
                     Err(e) => {
-                        return Err(e).with_context(|| format!("dead-letter {}", src.display()));
+                        return Err(e).with_context(|| {
+                            format!("dead-letter {}", leaf_path.join(&src).display())
+                        });
                     }
                 }
             }
@@ -142,12 +158,15 @@ impl Spool {
                 expires_ms: lease::at(now, lease_ms),
                 token: super::idgen::random_u64(),
             };
-            match durable::rename_noreplace(&src, &self.leased_path(&leased)) {
+            let to = leased.to_string();
+            match at::rename_noreplace(leaf, &src, self.fd(Dir::Leased), &to) {
                 Ok(()) => {
-                    if names.len() == 1 && settled && may_remove(visible_ms, 1, now) {
+                    if names.len() == 1 && node.settled && may_remove(visible_ms, 1, now) {
                         // We took the leaf's only entry: remove the leaf now rather than have
                         // the next pop list it empty. Fails harmlessly if a push just arrived.
-                        let _ = std::fs::remove_dir(leaf);
+                        if let Some((parent, name)) = node.parent {
+                            let _ = at::rmdir(parent, name);
+                        }
                     }
                     return Ok(Step::Leased(Box::new(Lease {
                         enqueued_us: r.id.enqueued_us(),
@@ -156,7 +175,10 @@ impl Spool {
                 }
                 // Another process leased it first; try the next one.
                 Err(e) if is_missing(&e) => continue,
-                Err(e) => return Err(e).with_context(|| format!("lease {}", src.display())),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("lease {}", leaf_path.join(&src).display()));
+                }
             }
         }
         Ok(Step::Exhausted)
@@ -168,13 +190,8 @@ impl Spool {
 /// not removed.
 const REMOVE_GRACE_MS: u64 = 25;
 
-/// Whether a directory, as `lstat` saw it, has been left alone for the grace period at `now`.
-fn settled_at(meta: &std::fs::Metadata, now: u64) -> bool {
-    let changed_ms = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(u64::MAX, |d| d.as_millis() as u64);
+/// Whether a directory last changed at `changed_ms` has been left alone for the grace period.
+fn settled_at(changed_ms: u64, now: u64) -> bool {
     changed_ms.saturating_add(REMOVE_GRACE_MS) <= now
 }
 
@@ -183,13 +200,9 @@ fn may_remove(start: u64, span: u64, now: u64) -> bool {
     start.saturating_add(span).saturating_add(REMOVE_GRACE_MS) <= now
 }
 
-/// A bucket that vanished under us (removed by another pop) is simply empty.
-fn list_dir_or_empty(dir: &Path) -> Result<Vec<String>> {
-    match list_names(dir) {
-        Ok(v) => Ok(v),
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(is_missing) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
+/// The names in an open bucket. One removed under us since we opened it lists as empty.
+fn list_dir(dir: &File, path: &Path) -> Result<Vec<String>> {
+    at::names(dir).with_context(|| format!("list {}", path.display()))
 }
 
 #[cfg(test)]

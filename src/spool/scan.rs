@@ -1,11 +1,13 @@
 //! Walking a spool's messages by state without reading any payload: what `stats` counts and
 //! `list` shows.
 
-use super::durable::is_plain;
+use super::at::{self, Stat};
+use super::durable::{self, is_plain};
 use super::lease;
 use super::name::{BUCKET_SPANS, Ended, Id, Leased, Ready, bucket_level};
 use super::{Dir, Spool};
 use anyhow::{Context, Result};
+use std::fs::File;
 use std::path::Path;
 
 /// The six state counts partition the messages; `foreign` counts what is not a message.
@@ -158,14 +160,16 @@ impl Spool {
     /// and with `None` for every foreign entry. Well-formed names in `tmp/` are pushes in
     /// progress, neither messages nor foreign.
     pub fn scan(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
-        for_each_entry(&self.dir(Dir::Tmp), |e, name| {
+        for_each_entry(self.fd(Dir::Tmp), &self.dir(Dir::Tmp), |e, name| {
             if !(Ready::parse(name).is_ok() && e.plain()) {
                 f(None);
             }
         })?;
-        self.scan_new(&self.dir(Dir::New), 0, 0, now, f)?;
-        for_each_entry(&self.dir(Dir::Leased), |e, name| {
-            match Leased::parse(name) {
+        self.scan_new(self.fd(Dir::New), &self.dir(Dir::New), 0, 0, now, f)?;
+        for_each_entry(
+            self.fd(Dir::Leased),
+            &self.dir(Dir::Leased),
+            |e, name| match Leased::parse(name) {
                 Ok(l) if e.plain() => f(Some(Seen {
                     state: if lease::is_expired(l.expires_ms, now) {
                         State::Expired
@@ -175,21 +179,23 @@ impl Spool {
                     id: l.id,
                     attempts: l.attempt,
                     at_ms: l.expires_ms,
-                    size: e.meta.len(),
+                    size: e.st.size,
                 })),
                 _ => f(None),
-            }
-        })?;
+            },
+        )?;
         for (dir, state) in [(Dir::Done, State::Done), (Dir::Dead, State::Dead)] {
-            for_each_entry(&self.dir(dir), |e, name| match Ended::parse(name) {
-                Ok(x) if e.plain() => f(Some(Seen {
-                    state,
-                    id: x.id,
-                    attempts: x.attempts,
-                    at_ms: x.at_ms,
-                    size: e.meta.len(),
-                })),
-                _ => f(None),
+            for_each_entry(self.fd(dir), &self.dir(dir), |e, name| {
+                match Ended::parse(name) {
+                    Ok(x) if e.plain() => f(Some(Seen {
+                        state,
+                        id: x.id,
+                        attempts: x.attempts,
+                        at_ms: x.at_ms,
+                        size: e.st.size,
+                    })),
+                    _ => f(None),
+                }
             })?;
         }
         Ok(())
@@ -198,19 +204,21 @@ impl Spool {
     /// `scan` of `new/` alone (ready and delayed messages, and the foreign entries there): for a
     /// caller that needs only those, without listing and `lstat`ing every other state.
     pub fn scan_new_tree(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
-        self.scan_new(&self.dir(Dir::New), 0, 0, now, f)
+        self.scan_new(self.fd(Dir::New), &self.dir(Dir::New), 0, 0, now, f)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn scan_new(
         &self,
-        dir: &Path,
+        dir: &File,
+        path: &Path,
         level: usize,
         base: u64,
         now: u64,
         f: &mut dyn FnMut(Option<Seen>),
     ) -> Result<()> {
         let mut subdirs = Vec::new();
-        for_each_entry(dir, |e, name| {
+        for_each_entry(dir, path, |e, name| {
             if level < BUCKET_SPANS.len() {
                 match bucket_level(name, level) {
                     Some(v) if e.is_dir() => {
@@ -231,13 +239,25 @@ impl Spool {
                     id: r.id,
                     attempts: r.attempts,
                     at_ms: r.visible_ms,
-                    size: e.meta.len(),
+                    size: e.st.size,
                 })),
                 _ => f(None),
             }
         })?;
         for (start, name) in subdirs {
-            self.scan_new(&dir.join(name), level + 1, start, now, f)?;
+            let child_path = path.join(&name);
+            // A bucket swapped for a link since the listing is not followed; one removed by a
+            // pop meanwhile is simply empty.
+            let child = match at::open_dir(dir, &name) {
+                Ok(c) => c,
+                Err(e) if durable::is_missing(&e) => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+                    f(None);
+                    continue;
+                }
+                Err(e) => return Err(e).with_context(|| format!("open {}", child_path.display())),
+            };
+            self.scan_new(&child, &child_path, level + 1, start, now, f)?;
         }
         Ok(())
     }
@@ -245,38 +265,46 @@ impl Spool {
 
 /// One directory entry as `lstat` saw it: links are seen as links, never followed.
 struct Entry {
-    meta: std::fs::Metadata,
+    st: Stat,
 }
 
 impl Entry {
     fn plain(&self) -> bool {
-        is_plain(&self.meta)
+        is_plain(&self.st)
     }
 
     fn is_dir(&self) -> bool {
-        self.meta.file_type().is_dir()
+        self.st.is_dir()
     }
 }
 
 /// Calls `f` on each entry. An entry that vanishes while we look was moved by another process:
-/// it is counted where it arrived, or in that race not at all, but never as foreign.
-fn for_each_entry(dir: &Path, mut f: impl FnMut(&Entry, &str)) -> Result<()> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
-    };
-    for entry in rd {
-        let entry = entry.with_context(|| format!("list {}", dir.display()))?;
-        let meta = match entry.metadata() {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("lstat {}", entry.path().display())),
+/// it is counted where it arrived, or in that race not at all, but never as foreign. A name
+/// that is not UTF-8 cannot be qspool's and comes as `\u{fffd}`, foreign.
+fn for_each_entry(dir: &File, path: &Path, mut f: impl FnMut(&Entry, &str)) -> Result<()> {
+    let mut failed = None;
+    at::for_each(dir, |name, _| {
+        if failed.is_some() {
+            return;
+        }
+        let Some(name) = name else {
+            // Not UTF-8: lstat cannot be asked by this name here, and it is foreign anyway.
+            let st = Stat::foreign();
+            f(&Entry { st }, "\u{fffd}");
+            return;
         };
-        let name = entry.file_name();
-        f(&Entry { meta }, name.to_str().unwrap_or("\u{fffd}"));
-    }
-    Ok(())
+        match at::stat(dir, name) {
+            Ok(st) => f(&Entry { st }, name),
+            Err(e) if durable::is_missing(&e) => {}
+            Err(e) => {
+                failed = Some(
+                    anyhow::Error::new(e).context(format!("lstat {}", path.join(name).display())),
+                )
+            }
+        }
+    })
+    .with_context(|| format!("list {}", path.display()))?;
+    failed.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

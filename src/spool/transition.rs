@@ -3,12 +3,12 @@
 //! The exact source name is the fence: a receipt whose lease was reclaimed, re-leased, acked or
 //! extended names a file that no longer exists, so its rename fails and nothing moves.
 
-use super::durable::{self, is_missing};
+use super::durable::{self, Src, is_missing};
 use super::lease::{self, Release};
 use super::name::{Bucket, Ended, Id, Leased, Ready};
-use super::{Dir, Spool, now_ms};
+use super::{Dir, Spool, at, now_ms};
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What `reclaim_expired` did, and when the next lease it saw will expire.
 #[derive(Debug, Default)]
@@ -36,12 +36,12 @@ impl Spool {
             attempts: r.attempt,
             at_ms: now_ms(),
         };
-        self.move_leased(r, &self.dir(Dir::Done).join(done.to_string()))
+        self.move_leased(r, Dir::Done, &done.to_string())
     }
 
     /// leased → dead on purpose, whatever attempts remain (a poison message).
     pub fn bury(&self, r: &Leased) -> Result<bool> {
-        self.move_leased(r, &self.dead_path(&r.id, r.attempt))
+        self.move_leased(r, Dir::Dead, &self.dead_name(&r.id, r.attempt))
     }
 
     /// Ends a lease without an ack: back to `new/` after `delay_ms`, or to `dead/` after the last
@@ -56,14 +56,16 @@ impl Spool {
                     attempts: r.attempt,
                     visible_ms,
                 };
-                let src = self.leased_path(r);
-                if !self.check_source(&src)? {
+                let name = r.to_string();
+                if !self.check_source(Dir::Leased, &name)? {
                     return Ok(None);
                 }
-                match self.rename_to_new(&src, &ready) {
+                match self.rename_to_new(Dir::Leased, &name, &ready) {
                     Ok(()) => Ok(Some(Released::Requeued { visible_ms })),
                     Err(e) if is_missing(&e) => Ok(None),
-                    Err(e) => Err(e).with_context(|| format!("requeue {}", src.display())),
+                    Err(e) => {
+                        Err(e).with_context(|| format!("requeue {}", self.leased_path(r).display()))
+                    }
                 }
             }
         }
@@ -78,14 +80,16 @@ impl Spool {
             attempts: r.attempt.saturating_sub(1),
             visible_ms: now_ms(),
         };
-        let src = self.leased_path(r);
-        if !self.check_source(&src)? {
+        let name = r.to_string();
+        if !self.check_source(Dir::Leased, &name)? {
             return Ok(false);
         }
-        match self.rename_to_new(&src, &ready) {
+        match self.rename_to_new(Dir::Leased, &name, &ready) {
             Ok(()) => Ok(true),
             Err(e) if is_missing(&e) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("give back {}", src.display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("give back {}", self.leased_path(r).display()))
+            }
         }
     }
 
@@ -98,14 +102,14 @@ impl Spool {
             token: super::idgen::random_u64(),
         };
         Ok(self
-            .move_leased(r, &self.leased_path(&next))?
+            .move_leased(r, Dir::Leased, &next.to_string())?
             .then_some(next))
     }
 
     /// dead → new with the attempt count reset and the id unchanged. `false` when it was not there.
     pub fn replay(&self, dead: &Ended) -> Result<bool> {
-        let src = self.dir(Dir::Dead).join(dead.to_string());
-        if !self.check_source(&src)? {
+        let name = dead.to_string();
+        if !self.check_source(Dir::Dead, &name)? {
             return Ok(false);
         }
         let ready = Ready {
@@ -113,10 +117,11 @@ impl Spool {
             attempts: 0,
             visible_ms: now_ms(),
         };
-        match self.rename_to_new(&src, &ready) {
+        match self.rename_to_new(Dir::Dead, &name, &ready) {
             Ok(()) => Ok(true),
             Err(e) if is_missing(&e) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("replay {}", src.display())),
+            Err(e) => Err(e)
+                .with_context(|| format!("replay {}", self.dir(Dir::Dead).join(&name).display())),
         }
     }
 
@@ -132,9 +137,8 @@ impl Spool {
         ours: &dyn Fn(&Leased) -> bool,
         failed: &mut dyn FnMut(anyhow::Error),
     ) -> Result<Reclaimed> {
-        let dir = self.dir(Dir::Leased);
         let mut done = Reclaimed::default();
-        for name in list_names(&dir)? {
+        for name in self.list_names(Dir::Leased)? {
             let Ok(r) = Leased::parse(&name) else {
                 continue;
             };
@@ -149,7 +153,7 @@ impl Spool {
                 continue;
             }
             // A foreign file under a lease-shaped name is reported by `stats`, never moved.
-            if durable::lstat_plain(&dir.join(&name)).is_err() {
+            if durable::lstat_plain(self.fd(Dir::Leased), &name).is_err() {
                 continue;
             }
             match self.release(&r, 0) {
@@ -171,30 +175,28 @@ impl Spool {
         failed: &mut dyn FnMut(anyhow::Error),
     ) -> Result<()> {
         // Streamed, not listed first: done/ may hold a day of traffic.
-        let dir = self.dir(Dir::Done);
-        let rd = std::fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))?;
-        for entry in rd {
-            let entry = entry.with_context(|| format!("list {}", dir.display()))?;
-            let Some(e) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| Ended::parse(n).ok())
-            else {
-                continue;
+        let mut result = Ok(());
+        at::for_each(self.fd(Dir::Done), |name, _| {
+            if result.is_err() {
+                return;
+            }
+            let Some(e) = name.and_then(|n| Ended::parse(n).ok()) else {
+                return;
             };
             if !self.past_retention(&e, now) {
-                continue;
+                return;
             }
             match self.remove_done(&e) {
-                Ok(()) => removed(e.id)?,
+                Ok(()) => result = removed(e.id),
                 Err(err) if is_missing(&err) => {}
                 Err(err) => failed(anyhow::Error::new(err).context(format!(
                     "remove {}",
                     self.dir(Dir::Done).join(e.to_string()).display()
                 ))),
             }
-        }
-        Ok(())
+        })
+        .with_context(|| format!("list {}", self.dir(Dir::Done).display()))?;
+        result
     }
 
     /// Whether an acked message is past the spool's retention at `now`.
@@ -204,54 +206,75 @@ impl Spool {
 
     /// Deletes `done/<done>`, a plain file only: a foreign entry under that name is refused.
     pub fn remove_done(&self, done: &Ended) -> std::io::Result<()> {
-        let path = self.dir(Dir::Done).join(done.to_string());
-        durable::lstat_plain(&path).and_then(|_| std::fs::remove_file(&path))
+        durable::remove_plain(self.fd(Dir::Done), &done.to_string())
     }
 
     /// Rings the doorbell: touches `new/`, which waiting pops watch, after a message went in.
     /// Best effort: a waiter that misses it still looks again within `wait::RECHECK`.
     pub(crate) fn ring(&self) {
-        let _ = crate::os::touch(&self.dir(Dir::New));
+        let _ = at::touch(self.fd(Dir::New));
     }
 
-    fn dead_path(&self, id: &Id, attempts: u32) -> PathBuf {
-        let dead = Ended {
+    fn dead_name(&self, id: &Id, attempts: u32) -> String {
+        Ended {
             id: id.clone(),
             attempts,
             at_ms: now_ms(),
-        };
-        self.dir(Dir::Dead).join(dead.to_string())
+        }
+        .to_string()
     }
 
-    /// Renames `leased/<r>` to `dst`. `false` when the source is gone.
-    fn move_leased(&self, r: &Leased, dst: &Path) -> Result<bool> {
-        let src = self.leased_path(r);
-        if !self.check_source(&src)? {
+    /// Renames `leased/<r>` to `<to>/<name>`. `false` when the source is gone.
+    fn move_leased(&self, r: &Leased, to: Dir, name: &str) -> Result<bool> {
+        let src = r.to_string();
+        if !self.check_source(Dir::Leased, &src)? {
             return Ok(false);
         }
-        match durable::rename_noreplace(&src, dst) {
+        match at::rename_noreplace(self.fd(Dir::Leased), &src, self.fd(to), name) {
             Ok(()) => Ok(true),
             Err(e) if is_missing(&e) => Ok(false),
-            Err(e) => {
-                Err(e).with_context(|| format!("rename {} to {}", src.display(), dst.display()))
-            }
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "rename {} to {}",
+                    self.leased_path(r).display(),
+                    self.dir(to).join(name).display()
+                )
+            }),
         }
     }
 
-    /// `false` when `src` does not exist; an error when it exists but is not a plain file.
-    fn check_source(&self, src: &Path) -> Result<bool> {
-        match durable::lstat_plain(src) {
+    /// `false` when `<dir>/<name>` does not exist; an error when it exists but is not a plain
+    /// file.
+    fn check_source(&self, dir: Dir, name: &str) -> Result<bool> {
+        match durable::lstat_plain(self.fd(dir), name) {
             Ok(_) => Ok(true),
             Err(e) if is_missing(&e) => Ok(false),
-            Err(e) => Err(e).with_context(|| src.display().to_string()),
+            Err(e) => Err(e).with_context(|| self.dir(dir).join(name).display().to_string()),
         }
     }
 
-    /// Renames `src` into its bucket under `new/`. Buckets it creates are made durable, since a
-    /// rename that outlived a crash must not point into a directory that did not.
-    pub(crate) fn rename_to_new(&self, src: &Path, ready: &Ready) -> std::io::Result<()> {
+    /// Renames `<from>/<name>` into its bucket under `new/`. Buckets it creates are made
+    /// durable, since a rename that outlived a crash must not point into a directory that did
+    /// not.
+    pub(crate) fn rename_to_new(
+        &self,
+        from: Dir,
+        name: &str,
+        ready: &Ready,
+    ) -> std::io::Result<()> {
+        self.rename_to_new_from(self.fd(from), name, ready)
+    }
+
+    /// `rename_to_new` from any directory of the spool (a bucket of `new/`, say).
+    pub(crate) fn rename_to_new_from(
+        &self,
+        dir: &std::fs::File,
+        name: &str,
+        ready: &Ready,
+    ) -> std::io::Result<()> {
         durable::rename_into_bucket(
-            src,
+            Src { dir, name },
+            self.fd(Dir::New),
             &self.dir(Dir::New),
             &Bucket::of(ready.visible_ms).parts(),
             &ready.to_string(),
@@ -261,17 +284,9 @@ impl Spool {
         self.ring();
         Ok(())
     }
-}
 
-/// The names in a directory, as strings; names that are not UTF-8 cannot be ours and are skipped.
-pub fn list_names(dir: &Path) -> Result<Vec<String>> {
-    let rd = std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))?;
-    let mut names = Vec::new();
-    for entry in rd {
-        let entry = entry.with_context(|| format!("list {}", dir.display()))?;
-        if let Ok(name) = entry.file_name().into_string() {
-            names.push(name);
-        }
+    /// The UTF-8 names in a state directory; others cannot be ours and are skipped.
+    pub fn list_names(&self, d: Dir) -> Result<Vec<String>> {
+        at::names(self.fd(d)).with_context(|| format!("list {}", self.dir(d).display()))
     }
-    Ok(names)
 }

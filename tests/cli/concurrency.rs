@@ -508,19 +508,7 @@ fn synced_pushes_succeed_while_consumers_empty_their_buckets() {
 /// that is still making it. Needs strace; `.ci/run` installs it.
 #[test]
 fn slow_fsyncs_do_not_make_pushes_lose_their_bucket() {
-    let strace_works = Command::new("strace")
-        .args(["-o", "/dev/null", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !strace_works {
-        // CI installs strace and sets this, so that there the test can never be skipped.
-        assert!(
-            std::env::var_os("QSPOOL_TEST_NEEDS_STRACE").is_none(),
-            "strace is needed and does not work here"
-        );
-        eprintln!(
-            "strace is not installed: slow_fsyncs_do_not_make_pushes_lose_their_bucket skipped"
-        );
+    if !strace_works("slow_fsyncs_do_not_make_pushes_lose_their_bucket") {
         return;
     }
     let env = Env::init(&[]);

@@ -459,3 +459,20 @@ impl Env {
         child.wait_with_output().unwrap()
     }
 }
+
+/// Whether strace runs here. Where it does not, the test says it skipped, unless CI (which
+/// installs strace and sets QSPOOL_TEST_NEEDS_STRACE) runs it: there it fails instead.
+pub fn strace_works(test: &str) -> bool {
+    let works = std::process::Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        assert!(
+            std::env::var_os("QSPOOL_TEST_NEEDS_STRACE").is_none(),
+            "strace is needed and does not work here"
+        );
+        eprintln!("strace does not work here: {test} skipped");
+    }
+    works
+}

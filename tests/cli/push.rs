@@ -494,9 +494,18 @@ fn a_failed_rename_leaves_nothing_in_new_or_tmp() {
 
 #[test]
 fn a_push_that_fails_part_way_keeps_exactly_what_it_printed() {
+    if !strace_works("a_push_that_fails_part_way_keeps_exactly_what_it_printed") {
+        return;
+    }
     let env = Env::init(&[]);
-    let mut child = env
-        .std_cmd(&["push", "--lines"])
+    // The second message's rename into new/ fails, as on a disk gone bad.
+    let mut child = std::process::Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-e", "trace=renameat2"])
+        .args(["-e", "inject=renameat2:error=EIO:when=2"])
+        .arg(qspool_bin())
+        .arg("--spool")
+        .arg(env.spool())
+        .args(["push", "--lines"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -512,29 +521,71 @@ fn a_push_that_fails_part_way_keeps_exactly_what_it_printed() {
     let first = first.trim_end().to_owned();
     assert_id(&first);
 
-    // Now break tmp/ (a plain file in its place: this works even as root).
-    let tmp = env.spool().join("tmp");
-    let saved = env.spool().join("tmp.saved");
-    std::fs::rename(&tmp, &saved).unwrap();
-    std::fs::write(&tmp, b"").unwrap();
     input.write_all(b"lost 1\nlost 2\n").unwrap();
     drop(input);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut output, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
-    one_error_line(&out);
+    let err = one_error_line(&out);
+    assert!(err.contains("Input/output error"), "{err}");
     assert_eq!(rest, "", "no id printed for a message that failed");
 
-    std::fs::remove_file(&tmp).unwrap();
-    std::fs::rename(&saved, &tmp).unwrap();
-    assert!(env.names("tmp").is_empty());
+    assert!(
+        env.names("tmp").is_empty(),
+        "the failed message's file is removed"
+    );
     let files = env.new_files();
     assert_eq!(files.len(), 1, "{files:?}");
     let v = env.pop_json(&[]);
     assert_eq!(v["id"], first.as_str());
     assert_eq!(v["body"], "kept");
     env.assert_empty();
+}
+
+/// The state directories are held open from the start: one swapped for another directory, or
+/// for a link out of the spool, while a push runs changes nothing about where it writes.
+#[test]
+fn a_state_directory_swapped_mid_push_does_not_redirect_it() {
+    let env = Env::init(&[]);
+    let mut child = env
+        .std_cmd(&["push", "--lines"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    input.write_all(b"first\n").unwrap();
+    input.flush().unwrap();
+    let mut first = String::new();
+    output.read_line(&mut first).unwrap();
+
+    let outside = env.scratch().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    for d in ["tmp", "new"] {
+        let path = env.spool().join(d);
+        std::fs::rename(&path, env.scratch().join(format!("{d}.saved"))).unwrap();
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+    }
+    input.write_all(b"second\n").unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written through the links"
+    );
+    for d in ["tmp", "new"] {
+        let path = env.spool().join(d);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::rename(env.scratch().join(format!("{d}.saved")), &path).unwrap();
+    }
+    assert_eq!(env.new_files().len(), 2);
+    assert_eq!(env.pop_raw(), b"first");
+    assert_eq!(env.pop_raw(), b"second");
 }
 
 #[test]
