@@ -34,7 +34,9 @@ pub struct Cli {
         long,
         global = true,
         env = "QSPOOL_TRUST_SPOOL",
-        hide_env_values = true
+        hide_env_values = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub trust_spool: bool,
 

@@ -16,6 +16,11 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "The spool directory, when --spool is not given. An empty value counts as unset.",
     ),
     (
+        "QSPOOL_TRUST_SPOOL",
+        "Set (and not 0, false, no or off) as --trust-spool is: use a spool another user owns \
+         or others may write to.",
+    ),
+    (
         "XDG_STATE_HOME",
         "Base of the default spool, $XDG_STATE_HOME/qspool/default, when it is an absolute path.",
     ),
