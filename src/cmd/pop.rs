@@ -4,7 +4,7 @@ use crate::cli::PopArgs;
 use crate::encode::{Base64Encoder, Utf8Check, json_escape_into, rfc3339_ms, rfc3339_us};
 use crate::exit::{Code, NotFound, Usage};
 use crate::spool::name::Leased;
-use crate::spool::ready::{Lease, Take};
+use crate::spool::ready::Lease;
 use crate::spool::{Dir, Spool, durable, now_ms};
 use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result};
@@ -85,13 +85,9 @@ fn take(spool: &Spool, lease_ms: u64, count: u32, leases: &mut Vec<Lease>) -> Re
                 None
             }
         };
-    while leases.len() < count as usize {
-        match spool.take(now_ms(), lease_ms)? {
-            Take::Leased(l) => leases.push(l),
-            Take::Nothing { next_ms } => return Ok(earliest(next_ms, next_expiry)),
-        }
-    }
-    Ok(None)
+    let want = (count as usize).saturating_sub(leases.len());
+    let next_ms = spool.take_many(now_ms(), lease_ms, want, leases)?;
+    Ok(earliest(next_ms, next_expiry))
 }
 
 /// Removes a receipt file an earlier pop left. Only a regular file is removed: anything else
@@ -116,21 +112,19 @@ fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
         write_receipts(file, text.as_bytes())
             .with_context(|| format!("write receipt file {}", file.display()))?;
     }
-    let mut out = io::stdout().lock();
+    // Objects are gathered into big writes, not one per line; a raw payload goes straight from
+    // its file (io::copy may then let the kernel copy it).
+    let mut out = io::BufWriter::with_capacity(CHUNK, io::stdout().lock());
     for l in leases {
         let path = spool.leased_path(&l.leased);
-        let mut file = durable::open_message(spool.fd(Dir::Leased), &l.leased.to_string())
+        let (mut file, size) = durable::open_message(spool.fd(Dir::Leased), &l.leased.to_string())
             .map_err(|e| lost_or(e, &path))?;
         if args.json {
-            let size = file
-                .metadata()
-                .with_context(|| format!("read {}", path.display()))?
-                .len();
             let head = head(&l.leased, l.enqueued_us)?;
             let name = path.display().to_string();
             write_json(&mut out, &mut file, size, &head, &name, CHUNK)?;
         } else {
-            io::copy(&mut file, &mut out)
+            io::copy(&mut file, out.get_mut())
                 .with_context(|| format!("write {} to standard output", path.display()))?;
         }
     }
@@ -170,7 +164,9 @@ pub(crate) fn write_json<R: Read + Seek, W: Write>(
 ) -> Result<()> {
     let read_ctx = || format!("read {name}");
     let write_ctx = || format!("write {name} to standard output");
-    let mut buf = vec![0; chunk.max(1)];
+    // No bigger than the payload (and one byte to see it grow): most payloads are small.
+    let want = usize::try_from(size).map_or(chunk, |s| s.saturating_add(1).min(chunk));
+    let mut buf = vec![0; want.max(1)];
 
     // Pass 1: is it UTF-8? (Stops at the first byte that says no.)
     let mut check = Utf8Check::default();

@@ -3,7 +3,7 @@
 use crate::cli::PushArgs;
 use crate::exit::Code;
 use crate::spool::Spool;
-use crate::spool::push::Batch;
+use crate::spool::push::{Batch, Body};
 use anyhow::{Context, Result};
 use std::io::{self, BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt;
@@ -27,7 +27,7 @@ fn add_all(batch: &mut Batch, out: &mut dyn io::Write, args: &PushArgs) -> Resul
         for path in &args.text {
             let shown = Path::new(path).display().to_string();
             let mut file = std::fs::File::open(path).with_context(|| format!("open {shown}"))?;
-            batch.add(&mut file, &shown, args.delay)?;
+            batch.add(Body::Reader(&mut file), &shown, args.delay)?;
             if batch.commit_due() {
                 batch.commit(out)?;
             }
@@ -37,7 +37,7 @@ fn add_all(batch: &mut Batch, out: &mut dyn io::Write, args: &PushArgs) -> Resul
     if !args.text.is_empty() {
         for (i, text) in args.text.iter().enumerate() {
             batch.add(
-                &mut text.as_bytes(),
+                Body::Bytes(text.as_bytes()),
                 &format!("argument {}", i + 1),
                 args.delay,
             )?;
@@ -49,7 +49,7 @@ fn add_all(batch: &mut Batch, out: &mut dyn io::Write, args: &PushArgs) -> Resul
     }
     let stdin = io::stdin().lock();
     if !(args.lines || args.null) {
-        return batch.add(&mut { stdin }, "standard input", args.delay);
+        return batch.add(Body::Reader(&mut { stdin }), "standard input", args.delay);
     }
     let sep = if args.null { b'\0' } else { b'\n' };
     let mut reader = BufReader::with_capacity(256 * 1024, stdin);
@@ -72,7 +72,7 @@ fn add_all(batch: &mut Batch, out: &mut dyn io::Write, args: &PushArgs) -> Resul
             record.pop();
         }
         if !record.is_empty() {
-            batch.add(&mut record.as_slice(), "standard input", args.delay)?;
+            batch.add(Body::Bytes(&record), "standard input", args.delay)?;
             if batch.commit_due() {
                 batch.commit(out)?;
             }

@@ -65,7 +65,7 @@ fn open(spool: &Spool, id: &Id) -> Result<(Found, File)> {
             None => durable::open_message(spool.fd(found.dir), &found.name),
         };
         match opened {
-            Ok(file) => return Ok((found, file)),
+            Ok((file, _)) => return Ok((found, file)),
             Err(e) if durable::is_missing(&e) => continue,
             Err(e) => {
                 return Err(anyhow::Error::new(e).context(format!("open {}", found.path.display())));

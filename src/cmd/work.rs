@@ -350,7 +350,7 @@ impl Work<'_> {
         let leased = l.leased;
         let path = self.spool.leased_path(&leased);
         let opened = durable::open_message(self.spool.fd(Dir::Leased), &leased.to_string())
-            .and_then(|f| os::set_blocking(&f).map(|()| f));
+            .and_then(|(f, _)| os::set_blocking(&f).map(|()| f));
         let file = match opened {
             Ok(f) => f,
             Err(e) if durable::is_missing(&e) => {

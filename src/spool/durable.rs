@@ -34,9 +34,9 @@ pub fn create_new(dir: &File, name: &str) -> io::Result<File> {
     at::open(Some(dir), &at::c_name(name)?, flags, FILE_MODE)
 }
 
-/// Opens `dir/name` for reading, refusing anything but a plain, singly linked file.
-/// `O_NONBLOCK` keeps a FIFO planted in the spool from hanging us.
-pub fn open_message(dir: &File, name: &str) -> io::Result<File> {
+/// Opens `dir/name` for reading, refusing anything but a plain, singly linked file, and says
+/// how big it is. `O_NONBLOCK` keeps a FIFO planted in the spool from hanging us.
+pub fn open_message(dir: &File, name: &str) -> io::Result<(File, u64)> {
     let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
     let file = at::open(Some(dir), &at::c_name(name)?, flags, 0).map_err(|e| {
         if e.raw_os_error() == Some(libc::ELOOP) {
@@ -45,8 +45,9 @@ pub fn open_message(dir: &File, name: &str) -> io::Result<File> {
             e
         }
     })?;
-    check_plain(&at::fstat(&file)?)?;
-    Ok(file)
+    let st = at::fstat(&file)?;
+    check_plain(&st)?;
+    Ok((file, st.size))
 }
 
 /// `lstat`s a would-be message: it must be a regular file with one link, never a link to one.

@@ -27,6 +27,14 @@ pub struct Batch<'a> {
     /// made again is another directory, and both are synced.
     held: HashMap<(u64, u64), (PathBuf, File)>,
     pending: Vec<Id>,
+    /// The copy buffer for bodies that are read, made on first use.
+    buf: Vec<u8>,
+}
+
+/// A message's bytes: in memory already (an argument, a line), or to be read.
+pub enum Body<'b> {
+    Bytes(&'b [u8]),
+    Reader(&'b mut dyn Read),
 }
 
 /// Which side of a copy failed: the message's source, or its file in `tmp/`.
@@ -44,6 +52,7 @@ impl<'a> Batch<'a> {
             last: None,
             held: HashMap::new(),
             pending: Vec::new(),
+            buf: Vec::new(),
         }
     }
 
@@ -60,7 +69,7 @@ impl<'a> Batch<'a> {
     /// Writes one message from `body` (called `source` in errors) and renames it into `new/`,
     /// visible `delay_ms` from now. On failure nothing of this message is left in `tmp/` or
     /// `new/`.
-    pub fn add(&mut self, body: &mut dyn Read, source: &str, delay_ms: u64) -> Result<()> {
+    pub fn add(&mut self, body: Body<'_>, source: &str, delay_ms: u64) -> Result<()> {
         let now = now_us();
         let id = self.ids.next(now);
         let ready = Ready {
@@ -74,7 +83,10 @@ impl<'a> Batch<'a> {
         let written = durable::create_new(tmp_dir, &name)
             .map_err(CopyError::Write)
             .and_then(|mut file| {
-                copy_body(body, &mut file)?;
+                match body {
+                    Body::Bytes(b) => file.write_all(b).map_err(CopyError::Write)?,
+                    Body::Reader(r) => copy_body(r, &mut file, &mut self.buf)?,
+                }
                 if self.sync {
                     file.sync_all().map_err(CopyError::Write)?;
                 }
@@ -161,19 +173,28 @@ impl<'a> Batch<'a> {
         }
         // Waiting pops wake on this; best effort, as they look again on their own anyway.
         let _ = at::touch(self.spool.fd(Dir::New));
+        // One write for the whole group: stdout is line-buffered, and a write per id would
+        // cost a system call per message.
+        let mut text = Vec::with_capacity(self.pending.len() * 48);
         for id in self.pending.drain(..) {
-            writeln!(out, "{id}").context("write ids to standard output")?;
+            text.extend_from_slice(id.as_str().as_bytes());
+            text.push(b'\n');
         }
-        out.flush().context("write ids to standard output")?;
+        out.write_all(&text)
+            .and_then(|()| out.flush())
+            .context("write ids to standard output")?;
         Ok(())
     }
 }
 
-/// Streams the body into the file, so a payload of any size passes in constant memory.
-fn copy_body(body: &mut dyn Read, file: &mut File) -> Result<(), CopyError> {
-    let mut buf = vec![0u8; 64 * 1024];
+/// Streams the body into the file through `buf` (made once per batch), so a payload of any
+/// size passes in constant memory.
+fn copy_body(body: &mut dyn Read, file: &mut File, buf: &mut Vec<u8>) -> Result<(), CopyError> {
+    if buf.is_empty() {
+        buf.resize(64 * 1024, 0);
+    }
     loop {
-        let n = match body.read(&mut buf) {
+        let n = match body.read(buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -42,12 +42,21 @@ struct Node<'a> {
     settled: bool,
 }
 
+/// What one walk is after, and what it has leased so far.
+struct Want<'v> {
+    now: u64,
+    lease_ms: u64,
+    max: usize,
+    got: &'v mut Vec<Lease>,
+}
+
 /// What the walk found at its leftmost edge.
 enum Step {
-    Leased(Box<Lease>),
+    /// It leased as many messages as were wanted.
+    Full,
     /// The earliest remaining bucket starts at this instant, after `now`: nothing is visible.
     Future(u64),
-    /// This subtree held nothing leasable.
+    /// This subtree held nothing more to lease.
     Exhausted,
 }
 
@@ -56,6 +65,33 @@ impl Spool {
     /// attempts are dead-lettered on the way. When nothing is visible at `now`, says when to
     /// look again: the start of the first bucket in the future, which costs nothing more to find.
     pub fn take(&self, now: u64, lease_ms: u64) -> Result<Take> {
+        let mut got = Vec::with_capacity(1);
+        let next_ms = self.take_many(now, lease_ms, 1, &mut got)?;
+        Ok(match got.pop() {
+            Some(l) => Take::Leased(l),
+            None => Take::Nothing { next_ms },
+        })
+    }
+
+    /// Leases up to `max` of the longest-visible messages, in queue order, into `got`, in one
+    /// walk of the tree: a batch costs one listing per bucket, not one walk per message. When
+    /// it got fewer, returns the start of the first bucket in the future, if any.
+    pub fn take_many(
+        &self,
+        now: u64,
+        lease_ms: u64,
+        max: usize,
+        got: &mut Vec<Lease>,
+    ) -> Result<Option<u64>> {
+        let mut want = Want {
+            now,
+            lease_ms,
+            max: got.len() + max,
+            got,
+        };
+        if max == 0 {
+            return Ok(None);
+        }
         let new_root = self.dir(Dir::New);
         let top = Node {
             dir: self.fd(Dir::New),
@@ -65,17 +101,17 @@ impl Spool {
             base: 0,
             settled: false,
         };
-        Ok(match self.walk(&top, now, lease_ms)? {
-            Step::Leased(l) => Take::Leased(*l),
-            Step::Future(at) => Take::Nothing { next_ms: Some(at) },
-            Step::Exhausted => Take::Nothing { next_ms: None },
+        Ok(match self.walk(&top, &mut want)? {
+            Step::Future(at) => Some(at),
+            Step::Full | Step::Exhausted => None,
         })
     }
 
-    fn walk(&self, node: &Node<'_>, now: u64, lease_ms: u64) -> Result<Step> {
+    fn walk(&self, node: &Node<'_>, want: &mut Want<'_>) -> Result<Step> {
         let (dir, path, level, base) = (node.dir, node.path, node.level, node.base);
+        let now = want.now;
         if level == BUCKET_SPANS.len() {
-            return self.lease_in_leaf(node, now, lease_ms);
+            return self.lease_in_leaf(node, want);
         }
         let mut children: Vec<(u64, String)> = list_dir(dir, path)?
             .into_iter()
@@ -102,7 +138,7 @@ impl Spool {
                 base: start,
                 settled: child_settled,
             };
-            match self.walk(&child_node, now, lease_ms)? {
+            match self.walk(&child_node, want)? {
                 Step::Exhausted => {
                     // Empty buckets are removed so later pops do not list them again, but only
                     // once their time has passed and they have not changed for a while: a
@@ -119,8 +155,10 @@ impl Spool {
         Ok(Step::Exhausted)
     }
 
-    fn lease_in_leaf(&self, node: &Node<'_>, now: u64, lease_ms: u64) -> Result<Step> {
+    fn lease_in_leaf(&self, node: &Node<'_>, want: &mut Want<'_>) -> Result<Step> {
         let (leaf, leaf_path, visible_ms) = (node.dir, node.path, node.base);
+        let (now, lease_ms) = (want.now, want.lease_ms);
+        let mut taken = 0;
         // The bucket is the visible-at time; a name that disagrees with its bucket is foreign.
         let names = list_dir(leaf, leaf_path)?;
         let mut ready: Vec<Ready> = names
@@ -161,17 +199,22 @@ impl Spool {
             let to = leased.to_string();
             match at::rename_noreplace(leaf, &src, self.fd(Dir::Leased), &to) {
                 Ok(()) => {
-                    if names.len() == 1 && node.settled && may_remove(visible_ms, 1, now) {
-                        // We took the leaf's only entry: remove the leaf now rather than have
-                        // the next pop list it empty. Fails harmlessly if a push just arrived.
+                    want.got.push(Lease {
+                        enqueued_us: r.id.enqueued_us(),
+                        leased,
+                    });
+                    taken += 1;
+                    if want.got.len() < want.max {
+                        continue;
+                    }
+                    if taken == names.len() && node.settled && may_remove(visible_ms, 1, now) {
+                        // We took every entry of the leaf: remove it now rather than have the
+                        // next pop list it empty. Fails harmlessly if a push just arrived.
                         if let Some((parent, name)) = node.parent {
                             let _ = at::rmdir(parent, name);
                         }
                     }
-                    return Ok(Step::Leased(Box::new(Lease {
-                        enqueued_us: r.id.enqueued_us(),
-                        leased,
-                    })));
+                    return Ok(Step::Full);
                 }
                 // Another process leased it first; try the next one.
                 Err(e) if is_missing(&e) => continue,
