@@ -630,3 +630,36 @@ fn json_streams_a_big_payload_in_little_memory() {
     assert_eq!(objs.next(), None);
     assert_eq!(env.names("done").len(), 2);
 }
+
+/// A batch (`-n`) is leased in one walk of the bucket tree: it must still come out in queue
+/// order across buckets, skip delayed messages, dead-letter exhausted ones on the way, and stop
+/// at what is visible.
+#[test]
+fn a_batch_comes_in_queue_order_across_buckets() {
+    let env = Env::init(&["--max-attempts", "2"]);
+    let mut pushed = Vec::new();
+    for round in 0..4 {
+        let text: String = (0..6).map(|i| format!("r{round} m{i}\n")).collect();
+        let out = env.run_stdin(&["push", "--lines"], text.as_bytes());
+        assert_exit(&out, 0);
+        pushed.extend(lines(&out));
+        // Another millisecond, so another bucket.
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    assert_exit(&env.run(&["push", "--delay", "1h", "later"]), 0);
+    // The first message is taken and released, then the spool allows one attempt only: it is
+    // exhausted in new/, and the batch dead-letters it on its way rather than delivering it.
+    let first = env.pop_json(&[]);
+    assert_exit(&env.run(&["requeue", &receipt(&first)]), 0);
+    assert_exit(&env.run(&["init", "--max-attempts", "1"]), 0);
+    assert!(env.names("dead").is_empty());
+    let out = env.run(&["pop", "--json", "-n", "100"]);
+    assert_exit(&out, 0);
+    let got: Vec<String> = parse_lines(&out).iter().map(id).collect();
+    let first_id = id(&first);
+    let want: Vec<String> = pushed.iter().filter(|i| **i != first_id).cloned().collect();
+    assert_eq!(got, want);
+    assert_eq!(env.names("dead").len(), 1);
+    assert_eq!(env.names("leased").len(), want.len());
+    assert_eq!(env.stats()["delayed"], 1);
+}
