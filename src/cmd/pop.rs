@@ -164,9 +164,10 @@ pub(crate) fn write_json<R: Read + Seek, W: Write>(
 ) -> Result<()> {
     let read_ctx = || format!("read {name}");
     let write_ctx = || format!("write {name} to standard output");
-    // No bigger than the payload (and one byte to see it grow): most payloads are small.
-    let want = usize::try_from(size).map_or(chunk, |s| s.saturating_add(1).min(chunk));
-    let mut buf = vec![0; want.max(1)];
+    if let Some(small) = usize::try_from(size).ok().filter(|&s| s < chunk) {
+        return write_small_json(out, body, small, head, name);
+    }
+    let mut buf = vec![0; chunk.max(1)];
 
     // Pass 1: is it UTF-8? (Stops at the first byte that says no.)
     let mut check = Utf8Check::default();
@@ -186,17 +187,7 @@ pub(crate) fn write_json<R: Read + Seek, W: Write>(
     }
     body.seek(SeekFrom::Start(0)).with_context(read_ctx)?;
 
-    let mut line = Vec::with_capacity(512);
-    line.push(b'{');
-    let size_field = ("size", size.to_string());
-    for (key, value) in head.iter().chain([&size_field]) {
-        line.extend_from_slice(format!("\"{key}\":{value},").as_bytes());
-    }
-    line.extend_from_slice(if utf8 {
-        b"\"body\":\""
-    } else {
-        b"\"body_base64\":\""
-    });
+    let mut line = object_head(head, size, utf8);
     out.write_all(&line).with_context(write_ctx)?;
 
     // Pass 2: the payload, encoded piece by piece. It is checked again as it goes: a payload
@@ -233,6 +224,60 @@ pub(crate) fn write_json<R: Read + Seek, W: Write>(
 }
 
 /// `read`, retried when a signal interrupts it.
+/// The start of a `--json` object, up to the opening quote of `body` or `body_base64`.
+fn object_head(head: &[(&str, String)], size: u64, utf8: bool) -> Vec<u8> {
+    let mut line = Vec::with_capacity(512);
+    line.push(b'{');
+    let size_field = ("size", size.to_string());
+    for (key, value) in head.iter().chain([&size_field]) {
+        line.extend_from_slice(format!("\"{key}\":{value},").as_bytes());
+    }
+    line.extend_from_slice(if utf8 {
+        b"\"body\":\""
+    } else {
+        b"\"body_base64\":\""
+    });
+    line
+}
+
+/// `write_json` for a payload smaller than a chunk: read once into memory (a short read of a
+/// regular file is its end, so one `read` usually does), then written whole, with no second
+/// pass and no seek.
+fn write_small_json<R: Read, W: Write>(
+    out: &mut W,
+    body: &mut R,
+    size: usize,
+    head: &[(&str, String)],
+    name: &str,
+) -> Result<()> {
+    // One byte more than the payload, to see that it grew.
+    let mut buf = vec![0; size + 1];
+    let mut n = 0;
+    while n < size {
+        let got = read_some(body, &mut buf[n..]).with_context(|| format!("read {name}"))?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    if n != size {
+        return Err(changed(name));
+    }
+    let data = &buf[..size];
+    let utf8 = std::str::from_utf8(data).is_ok();
+    let mut line = object_head(head, size as u64, utf8);
+    if utf8 {
+        json_escape_into(data, &mut line);
+    } else {
+        let mut b64 = Base64Encoder::default();
+        b64.feed(data, &mut line);
+        b64.finish(&mut line);
+    }
+    line.extend_from_slice(b"\"}\n");
+    out.write_all(&line)
+        .with_context(|| format!("write {name} to standard output"))
+}
+
 fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match r.read(buf) {

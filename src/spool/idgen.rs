@@ -50,7 +50,9 @@ pub fn random_u64() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    RandomState::new().hash_one((nanos, std::process::id()))
+    // Each RandomState is seeded from the OS once per thread and differs on every call, and
+    // two processes never share a seed: no process id is needed (and none is asked for).
+    RandomState::new().hash_one(nanos)
 }
 
 #[allow(unsafe_code)]
