@@ -265,6 +265,10 @@ impl Check {
     }
 
     fn walk(&mut self, spool: &Spool) -> Result<()> {
+        // The root too: one that others may write to is refused by every other command.
+        let st = at::fstat(spool.root_dir())
+            .with_context(|| format!("stat {}", spool.root().display()))?;
+        self.attributes(PathBuf::from("."), &st, true);
         for d in Dir::ALL {
             let st = at::fstat(spool.fd(d))
                 .with_context(|| format!("stat {}", spool.dir(d).display()))?;
@@ -595,6 +599,11 @@ fn set_aside(root_dir: &File, rel: &Path, corrupt: &File) -> Result<OsString, St
 /// following a link, so that an entry swapped for a link since the walk is refused.
 fn chmod(root_dir: &File, rel: &Path, dir: bool) -> Result<(), String> {
     let not_changed = |e: std::io::Error| format!("not changed: {e}");
+    if rel == Path::new(".") {
+        return root_dir
+            .set_permissions(std::fs::Permissions::from_mode(DIR_MODE))
+            .map_err(not_changed);
+    }
     let (parent, name) = open_parent(root_dir, rel).map_err(not_changed)?;
     let flags = libc::O_RDONLY
         | libc::O_NOFOLLOW

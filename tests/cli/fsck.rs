@@ -671,3 +671,30 @@ fn a_missing_spool_or_state_directory_is_one_error_line() {
         "fsck does not make state directories"
     );
 }
+
+/// A root that others may write to is refused by every other command, and fsck is how it is
+/// put right: it reports the root and repair takes the write bits away.
+#[test]
+fn a_root_writable_by_others_is_refused_until_fsck_repairs_it() {
+    let env = Env::init(&[]);
+    let sp = env.spool();
+    fs::set_permissions(sp, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = env.run(&["push", "x"]);
+    assert_exit(&out, 1);
+    let err = one_error_line(&out);
+    assert!(err.contains("writable by others"), "{err}");
+    assert!(err.contains("fsck --repair"), "{err}");
+    let (out, v) = fsck_json(&env, &[]);
+    assert_exit(&out, 1);
+    let f = findings(&v);
+    assert_eq!(f.len(), 1, "{v}");
+    assert_eq!(f[0]["kind"], "mode");
+    assert_eq!(f[0]["path"], ".");
+    let (out, _) = fsck_json(&env, &["--repair"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        fs::metadata(sp).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_exit(&env.run(&["push", "x"]), 0);
+}
