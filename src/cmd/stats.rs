@@ -73,6 +73,9 @@ struct Expiring {
     expires_in_seconds: f64,
 }
 
+/// The most threads a scan uses: beyond a few, they only queue for the same directories.
+const MAX_THREADS: usize = 4;
+
 pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
     let spool = Spool::open(root)?;
     let Some(every) = args.watch else {
@@ -90,8 +93,9 @@ pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
 /// first, for `--watch`.
 fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Code> {
     let now = now_ms();
-    let mut c = Counts::default();
-    spool.scan(now, &mut |seen| {
+    // Two or more threads share a deep queue's listing (the cost is in the kernel, per entry).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+    let parts = spool.scan_parallel(now, threads, &Counts::default, &|c, seen| {
         // Retention on the way, since stats lists done/ anyway: a spool without the cron job
         // must not grow without bound. Best effort, as stats works on spools it may not
         // change: what cannot be removed is counted.
@@ -107,6 +111,10 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
         }
         c.add(seen, now);
     })?;
+    let mut c = Counts::default();
+    for part in parts {
+        c.merge(part);
+    }
     let text = if args.prometheus {
         let spool_dir = std::path::absolute(root)
             .with_context(|| format!("resolve spool path {}", root.display()))?;

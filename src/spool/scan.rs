@@ -75,6 +75,32 @@ impl Counts {
         }
     }
 
+    /// Adds the counts of another part of the same scan.
+    pub fn merge(&mut self, o: Counts) {
+        let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        self.ready += o.ready;
+        self.delayed += o.delayed;
+        self.leased += o.leased;
+        self.expired += o.expired;
+        self.done += o.done;
+        self.dead += o.dead;
+        self.foreign += o.foreign;
+        self.oldest_ready_us = min(self.oldest_ready_us, o.oldest_ready_us);
+        for i in 0..6 {
+            for (a, b) in self.by_age[i].iter_mut().zip(o.by_age[i]) {
+                *a += b;
+            }
+            self.bytes[i] = self.bytes[i].saturating_add(o.bytes[i]);
+            self.oldest_us[i] = min(self.oldest_us[i], o.oldest_us[i]);
+        }
+        self.soonest.extend(o.soonest);
+        self.soonest.sort();
+        self.soonest.truncate(SOONEST);
+    }
+
     /// The number of messages in `state`.
     pub fn of(&self, state: State) -> u64 {
         match state {
@@ -160,16 +186,125 @@ impl Spool {
     /// and with `None` for every foreign entry. Well-formed names in `tmp/` are pushes in
     /// progress, neither messages nor foreign.
     pub fn scan(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
-        for_each_entry(self.fd(Dir::Tmp), &self.dir(Dir::Tmp), |e, name| {
-            if !(Ready::parse(name).is_ok() && e.plain()) {
-                f(None);
+        self.scan_flat(Dir::Tmp, now, f)?;
+        self.scan_new(self.fd(Dir::New), &self.dir(Dir::New), 0, 0, now, f)?;
+        for d in [Dir::Leased, Dir::Done, Dir::Dead] {
+            self.scan_flat(d, now, f)?;
+        }
+        Ok(())
+    }
+
+    /// `scan` spread over up to `threads` threads, each feeding a sink of its own (made by
+    /// `sink`), in no particular order; returns the sinks. The work is cut into the flat state
+    /// directories and the one-second buckets of `new/`, taken in turn by whichever thread is
+    /// free: a deep queue's listing and `lstat`s are shared between the cores.
+    pub fn scan_parallel<S: Send>(
+        &self,
+        now: u64,
+        threads: usize,
+        sink: &(dyn Fn() -> S + Sync),
+        feed: &(dyn Fn(&mut S, Option<Seen>) + Sync),
+    ) -> Result<Vec<S>> {
+        let mut first = sink();
+        let mut jobs: Vec<Job> = [Dir::Tmp, Dir::Leased, Dir::Done, Dir::Dead]
+            .into_iter()
+            .map(Job::Flat)
+            .collect();
+        self.second_buckets(&mut jobs, &mut |x| feed(&mut first, x))?;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = |s: &mut S| -> Result<()> {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else {
+                    return Ok(());
+                };
+                let f = &mut |x| feed(s, x);
+                match job {
+                    Job::Flat(d) => self.scan_flat(*d, now, f)?,
+                    Job::Second { parts, base } => self.scan_second(parts, *base, now, f)?,
+                }
+            }
+        };
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads.max(1))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut s = sink();
+                        work(&mut s).map(|()| s)
+                    })
+                })
+                .collect();
+            let mut sinks = vec![];
+            let mine = work(&mut first);
+            for h in helpers {
+                match h.join() {
+                    Ok(r) => sinks.push(r?),
+                    Err(p) => std::panic::resume_unwind(p),
+                }
+            }
+            mine?;
+            sinks.push(first);
+            Ok(sinks)
+        })
+    }
+
+    /// Lists `new/` and its first level, passing foreign entries there to `f`, and adds a job
+    /// for every one-second bucket found.
+    fn second_buckets(&self, jobs: &mut Vec<Job>, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
+        let new_path = self.dir(Dir::New);
+        let mut firsts = Vec::new();
+        for_each_entry(self.fd(Dir::New), &new_path, |e, name| {
+            match bucket_level(name, 0) {
+                Some(v) if e.is_dir() => firsts.push((v * BUCKET_SPANS[0], name.to_owned())),
+                _ => f(None),
             }
         })?;
-        self.scan_new(self.fd(Dir::New), &self.dir(Dir::New), 0, 0, now, f)?;
-        for_each_entry(
-            self.fd(Dir::Leased),
-            &self.dir(Dir::Leased),
-            |e, name| match Leased::parse(name) {
+        for (base, name) in firsts {
+            let path = new_path.join(&name);
+            let Some(dir) = open_bucket(self.fd(Dir::New), &name, &path, f)? else {
+                continue;
+            };
+            for_each_entry(&dir, &path, |e, second| match bucket_level(second, 1) {
+                Some(v) if e.is_dir() => jobs.push(Job::Second {
+                    parts: [name.clone(), second.to_owned()],
+                    base: base + v * BUCKET_SPANS[1],
+                }),
+                _ => f(None),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Scans one one-second bucket, `new/<parts>`, and the leaves in it.
+    fn scan_second(
+        &self,
+        parts: &[String; 2],
+        base: u64,
+        now: u64,
+        f: &mut dyn FnMut(Option<Seen>),
+    ) -> Result<()> {
+        let first_path = self.dir(Dir::New).join(&parts[0]);
+        let Some(first) = open_bucket(self.fd(Dir::New), &parts[0], &first_path, f)? else {
+            return Ok(());
+        };
+        let path = first_path.join(&parts[1]);
+        let Some(second) = open_bucket(&first, &parts[1], &path, f)? else {
+            return Ok(());
+        };
+        self.scan_new(&second, &path, 2, base, now, f)
+    }
+
+    /// Calls `f` with every entry of one flat state directory: `tmp/`, `leased/`, `done/` or
+    /// `dead/`.
+    fn scan_flat(&self, d: Dir, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
+        let (dir, path) = (self.fd(d), self.dir(d));
+        match d {
+            Dir::Tmp => for_each_entry(dir, &path, |e, name| {
+                if !(Ready::parse(name).is_ok() && e.plain()) {
+                    f(None);
+                }
+            }),
+            Dir::Leased => for_each_entry(dir, &path, |e, name| match Leased::parse(name) {
                 Ok(l) if e.plain() => f(Some(Seen {
                     state: if lease::is_expired(l.expires_ms, now) {
                         State::Expired
@@ -182,11 +317,14 @@ impl Spool {
                     size: e.st.size,
                 })),
                 _ => f(None),
-            },
-        )?;
-        for (dir, state) in [(Dir::Done, State::Done), (Dir::Dead, State::Dead)] {
-            for_each_entry(self.fd(dir), &self.dir(dir), |e, name| {
-                match Ended::parse(name) {
+            }),
+            Dir::Done | Dir::Dead => {
+                let state = if d == Dir::Done {
+                    State::Done
+                } else {
+                    State::Dead
+                };
+                for_each_entry(dir, &path, |e, name| match Ended::parse(name) {
                     Ok(x) if e.plain() => f(Some(Seen {
                         state,
                         id: x.id,
@@ -195,10 +333,10 @@ impl Spool {
                         size: e.st.size,
                     })),
                     _ => f(None),
-                }
-            })?;
+                })
+            }
+            Dir::New => self.scan_new(dir, &path, 0, 0, now, f),
         }
-        Ok(())
     }
 
     /// `scan` of `new/` alone (ready and delayed messages, and the foreign entries there): for a
@@ -246,20 +384,39 @@ impl Spool {
         })?;
         for (start, name) in subdirs {
             let child_path = path.join(&name);
-            // A bucket swapped for a link since the listing is not followed; one removed by a
-            // pop meanwhile is simply empty.
-            let child = match at::open_dir(dir, &name) {
-                Ok(c) => c,
-                Err(e) if durable::is_missing(&e) => continue,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
-                    f(None);
-                    continue;
-                }
-                Err(e) => return Err(e).with_context(|| format!("open {}", child_path.display())),
+            let Some(child) = open_bucket(dir, &name, &child_path, f)? else {
+                continue;
             };
             self.scan_new(&child, &child_path, level + 1, start, now, f)?;
         }
         Ok(())
+    }
+}
+
+/// A piece of a parallel scan.
+enum Job {
+    /// A flat state directory.
+    Flat(Dir),
+    /// A one-second bucket of `new/`: its two names under `new/`, and its first millisecond.
+    Second { parts: [String; 2], base: u64 },
+}
+
+/// Opens a bucket listed in `dir`. A bucket swapped for a link since the listing is foreign
+/// (passed to `f`) and not followed; one removed by a pop meanwhile is simply empty (`None`).
+fn open_bucket(
+    dir: &File,
+    name: &str,
+    path: &Path,
+    f: &mut dyn FnMut(Option<Seen>),
+) -> Result<Option<File>> {
+    match at::open_dir(dir, name) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if durable::is_missing(&e) => Ok(None),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+            f(None);
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
     }
 }
 

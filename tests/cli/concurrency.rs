@@ -391,6 +391,13 @@ fn racing_acks_and_reclaims_finish_each_message_exactly_once() {
                             std::thread::sleep(Duration::from_millis(5));
                             continue;
                         }
+                        // On a loaded machine a 100 ms lease can run out before pop has
+                        // read the payload: pop then says so (exit 4) and someone else gets
+                        // the message.
+                        if code(&o) == 4 {
+                            assert!(stderr(&o).contains("lease expired"), "{}", stderr(&o));
+                            continue;
+                        }
                         assert_eq!(code(&o), 0, "{}", stderr(&o));
                         let v = parse_lines(&o).remove(0);
                         let r = v["receipt"].as_str().unwrap();
