@@ -469,6 +469,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counts_merged_from_parts_equal_counts_of_the_whole() {
+        let now = 1_795_833_091_123 + 3_600_000;
+        let seen: Vec<Seen> = (0..60u64)
+            .map(|i| Seen {
+                state: State::ALL[(i % 6) as usize],
+                id: Id::parse(&format!(
+                    "{}.42.{i:08}.deadbeef.box",
+                    1_795_833_091_123_456 + i * 7_919_000
+                ))
+                .unwrap(),
+                attempts: 1,
+                at_ms: now - 1000 + (i * 37) % 2000,
+                size: i * 3,
+            })
+            .collect();
+        let mut whole = Counts::default();
+        let mut parts = [Counts::default(), Counts::default(), Counts::default()];
+        for (i, m) in seen.iter().enumerate() {
+            whole.add(Some(m.clone()), now);
+            parts[i % 3].add(Some(m.clone()), now);
+        }
+        whole.add(None, now);
+        parts[1].add(None, now);
+        let mut merged = Counts::default();
+        for p in parts {
+            merged.merge(p);
+        }
+        assert_eq!(merged, whole);
+    }
+
+    #[test]
     fn age_buckets_are_inclusive_upper_bounds() {
         assert_eq!(age_bucket(0), 0);
         assert_eq!(age_bucket(300_000), 0);
