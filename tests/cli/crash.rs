@@ -1,2 +1,220 @@
 //! Crashes and contention: many consumers, SIGKILLed holders, a kill at every syscall, clock
 //! jumps, fencing of stale receipts and broken pipelines, each judged by the history checker.
+
+use crate::checker::{History, Verdict, drain};
+use crate::harness::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether `tool` can be run here as root. A missing tool or a non-root run skips the test
+/// (saying why), unless QSPOOL_TEST_NEEDS_ROOT_TOOLS=1 demands it.
+fn need(tool: &str) -> bool {
+    let demanded = std::env::var("QSPOOL_TEST_NEEDS_ROOT_TOOLS").is_ok_and(|v| v == "1");
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(!demanded, "{tool} is needed (QSPOOL_TEST_NEEDS_ROOT_TOOLS=1)");
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+fn soak() -> bool {
+    std::env::var("QSPOOL_SOAK").is_ok_and(|v| v == "1")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checker itself must fail on bad runs: fabricated histories and spools, one fault each.
+
+const ID1: &str = "1795827100046042.9031.00000000.aea750d7.vm";
+const ID2: &str = "1795827100046043.9031.00000001.aea750d8.vm";
+
+/// A spool skeleton with no messages, and a history beside it.
+fn fake() -> (tempfile::TempDir, PathBuf, std::sync::Arc<History>) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    for d in ["tmp", "new", "leased", "done", "dead"] {
+        std::fs::create_dir_all(spool.join(d)).unwrap();
+    }
+    let h = History::new(dir.path());
+    (dir, spool, h)
+}
+
+fn put(spool: &Path, rel: &str, body: &[u8]) {
+    let p = spool.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+}
+
+fn done_name(id: &str) -> String {
+    format!("done/{id},a1,f1795827100100")
+}
+
+/// A clean run of two messages, the base that each bad case changes in one way.
+fn clean_run() -> (tempfile::TempDir, PathBuf, std::sync::Arc<History>) {
+    let (dir, spool, h) = fake();
+    for (id, body) in [(ID1, b"one"), (ID2, b"two")] {
+        h.push_attempt(body);
+        h.push_ok(id, body);
+        h.delivered("c1", id, 1, body);
+        h.acked("c1", id);
+        put(&spool, &done_name(id), body);
+    }
+    (dir, spool, h)
+}
+
+#[test]
+fn checker_passes_a_clean_run_and_an_explained_duplicate() {
+    let (_d, spool, h) = clean_run();
+    let v = h.check(&spool);
+    v.assert_ok();
+    assert_eq!((v.pushed, v.delivered, v.duplicates), (2, 2, 0));
+    // A redelivery after the first holder's lease ended is a duplicate, but an explained one;
+    // so is a message whose push outcome was unknown turning up, and a tmp/ leftover of it.
+    h.lease_ended("c1", ID1, "killed");
+    h.delivered("c2", ID1, 2, b"one");
+    h.push_attempt(b"three");
+    put(&spool, "dead/1795827100046044.9031.00000002.aea750d9.vm,a5,f1795827100100", b"three");
+    h.push_attempt(b"four");
+    put(&spool, "tmp/1795827100046045.9031.00000003.aea750da.vm,a0,v1795827100100", b"fo");
+    let v = h.check(&spool);
+    v.assert_ok();
+    assert_eq!(v.duplicates, 1);
+    assert_eq!(v.explained, vec![(ID1.to_owned(), "killed".to_owned())]);
+    assert_eq!(v.tmp_leftovers.len(), 1);
+}
+
+/// Asserts that the verdict fails, and names `what` in its failures.
+fn assert_fails(v: &Verdict, what: &str) {
+    let f = v.failures();
+    assert!(f.iter().any(|l| l.starts_with(what)), "{what}: {f:?}");
+    let r = std::panic::catch_unwind(|| v.assert_ok());
+    assert!(r.is_err(), "assert_ok passed on {what}");
+}
+
+#[test]
+fn checker_reports_a_lost_message() {
+    let (_d, spool, h) = clean_run();
+    std::fs::remove_file(spool.join(done_name(ID2))).unwrap();
+    // Still ready, never delivered: not finished, so lost.
+    let (_d2, spool2, h2) = fake();
+    h2.push_attempt(b"x");
+    h2.push_ok(ID1, b"x");
+    put(
+        &spool2,
+        &format!("new/1795827/100/100/{ID1},a0,v1795827100100"),
+        b"x",
+    );
+    let v = h2.check(&spool2);
+    assert_fails(&v, "lost");
+    // Acked per the history but gone from done/: the ack is taken as the end of it.
+    h.check(&spool).assert_ok();
+    // Gone without an ack.
+    let (_d3, spool3, h3) = fake();
+    h3.push_attempt(b"y");
+    h3.push_ok(ID2, b"y");
+    h3.delivered("c", ID2, 1, b"y");
+    let v = h3.check(&spool3);
+    assert_fails(&v, "lost");
+    assert_eq!(v.lost.len(), 1);
+}
+
+#[test]
+fn checker_reports_an_unexpected_delivery() {
+    let (_d, spool, h) = clean_run();
+    h.delivered("c3", "1795827100046099.9031.00000009.aea750ff.vm", 1, b"never");
+    assert_fails(&h.check(&spool), "unexpected");
+    // A known id delivered with another message's body.
+    let (_d, spool, h) = clean_run();
+    h.lease_ended("c1", ID1, "killed");
+    h.delivered("c2", ID1, 2, b"two");
+    assert_fails(&h.check(&spool), "unexpected");
+}
+
+#[test]
+fn checker_reports_an_unexplained_duplicate() {
+    let (_d, spool, h) = clean_run();
+    h.delivered("c2", ID1, 2, b"one");
+    let v = h.check(&spool);
+    assert_fails(&v, "unexplained");
+    // The end of someone else's lease explains nothing.
+    let (_d, spool, h) = clean_run();
+    h.lease_ended("c9", ID1, "killed");
+    h.delivered("c2", ID1, 2, b"one");
+    assert_fails(&h.check(&spool), "unexplained");
+    // An end recorded before the holder got the message explains nothing either.
+    let (_d, spool, h) = fake();
+    h.push_attempt(b"z");
+    h.push_ok(ID1, b"z");
+    h.lease_ended("c1", ID1, "killed");
+    h.delivered("c1", ID1, 1, b"z");
+    h.delivered("c2", ID1, 2, b"z");
+    put(&spool, &done_name(ID1), b"z");
+    assert_fails(&h.check(&spool), "unexplained");
+}
+
+#[test]
+fn checker_reports_an_id_in_two_states() {
+    let (_d, spool, h) = clean_run();
+    put(&spool, &format!("dead/{ID1},a1,f1795827100100"), b"one");
+    assert_fails(&h.check(&spool), "in two states");
+    let (_d, spool, h) = clean_run();
+    put(&spool, &format!("done/{ID2},a2,f1795827100200"), b"two");
+    assert_fails(&h.check(&spool), "in two states");
+    let (_d, spool, h) = clean_run();
+    put(
+        &spool,
+        &format!("leased/{ID1},a2,l1795827100200,t0123456789abcdef"),
+        b"one",
+    );
+    assert_fails(&h.check(&spool), "in two states");
+}
+
+#[test]
+fn checker_reports_partial_and_empty_messages() {
+    let (_d, spool, h) = clean_run();
+    put(&spool, &done_name(ID1), b"on");
+    assert_fails(&h.check(&spool), "partial");
+    let (_d, spool, h) = clean_run();
+    put(&spool, &done_name(ID2), b"");
+    assert_fails(&h.check(&spool), "partial");
+    // A message of an unknown push must hold a body that was attempted.
+    let (_d, spool, h) = clean_run();
+    h.push_attempt(b"three");
+    put(
+        &spool,
+        "new/1795827/100/100/1795827100046044.9031.00000002.aea750d9.vm,a0,v1795827100100",
+        b"thr",
+    );
+    assert_fails(&h.check(&spool), "partial");
+}
+
+#[test]
+fn checker_reports_tmp_leftovers_of_successful_pushes_and_foreign_entries() {
+    let (_d, spool, h) = clean_run();
+    put(&spool, &format!("tmp/{ID2},a0,v1795827100100"), b"two");
+    let v = h.check(&spool);
+    assert_fails(&v, "tmp/ leftover");
+    let (_d, spool, h) = clean_run();
+    put(&spool, "done/notes.txt", b"one");
+    assert_fails(&h.check(&spool), "foreign");
+}
+
+#[test]
+fn history_is_written_as_json_lines() {
+    let (_d, _spool, h) = clean_run();
+    h.delivered("c", ID1, 1, &[0xff, 0x00]);
+    let text = std::fs::read_to_string(h.path()).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, h.events());
+    assert_eq!(lines.last().unwrap()["body_hex"], "ff00");
+}
