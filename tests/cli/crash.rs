@@ -218,3 +218,136 @@ fn history_is_written_as_json_lines() {
     assert_eq!(lines, h.events());
     assert_eq!(lines.last().unwrap()["body_hex"], "ff00");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Running qspool.
+
+fn qspool(spool: &Path) -> Command {
+    let mut c = Command::new(qspool_bin());
+    c.env_remove("QSPOOL_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .arg("--spool")
+        .arg(spool);
+    c
+}
+
+fn run_q(spool: &Path, args: &[&str]) -> Output {
+    qspool(spool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run qspool")
+}
+
+/// Pushes `bodies` with one `push --lines`, recording every attempt and every id printed.
+fn push_lines(spool: &Path, h: &History, bodies: &[String]) -> Vec<String> {
+    for b in bodies {
+        h.push_attempt(b.as_bytes());
+    }
+    let mut child = qspool(spool)
+        .args(["push", "--lines"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = bodies.join("\n") + "\n";
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(input.as_bytes()).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_exit(&out, 0);
+    let ids = lines(&out);
+    assert_eq!(ids.len(), bodies.len());
+    for (id, b) in ids.iter().zip(bodies) {
+        h.push_ok(id, b.as_bytes());
+    }
+    ids
+}
+
+/// The body of a `pop --json` object.
+fn body(m: &Value) -> Vec<u8> {
+    match m["body"].as_str() {
+        Some(s) => s.as_bytes().to_vec(),
+        None => base64_decode(m["body_base64"].as_str().unwrap()),
+    }
+}
+
+fn record_delivery(h: &History, who: &str, m: &Value) {
+    h.delivered(
+        who,
+        m["id"].as_str().unwrap(),
+        m["attempt"].as_u64().unwrap(),
+        &body(m),
+    );
+}
+
+/// A consumer as one shell process: pops a batch with `pop --json -n N`, acks it with one
+/// `ack`, and logs both, until the queue is empty.
+const CONSUMER: &str = r#"
+q=$1; spool=$2; log=$3; n=$4
+while :; do
+    out=$("$q" --spool "$spool" pop --json -n "$n" --lease 5m); rc=$?
+    case $rc in 0) ;; 3) exit 0 ;; *) echo "pop exited $rc" >&2; exit 1 ;; esac
+    printf '%s\n' "$out" >> "$log.pop"
+    rs=$(printf '%s\n' "$out" | sed -n 's/.*"receipt":"\([^"]*\)".*/\1/p')
+    "$q" --spool "$spool" ack $rs || { echo "ack exited $?" >&2; exit 1; }
+    printf '%s\n' "$rs" >> "$log.ack"
+done
+"#;
+
+#[test]
+fn contention_every_message_is_done_exactly_once() {
+    let n = if soak() { 100_000 } else { 10_000 };
+    let consumers = 8;
+    let env = Env::init(&[]);
+    let spool = env.spool();
+    let h = History::new(env.scratch());
+    let bodies: Vec<String> = (0..n).map(|i| format!("contention-{i:06}")).collect();
+    let ids = push_lines(spool, &h, &bodies);
+
+    let procs: Vec<_> = (0..consumers)
+        .map(|k| {
+            let log = env.scratch().join(format!("c{k}"));
+            let child = Command::new("sh")
+                .arg("-c")
+                .arg(CONSUMER)
+                .arg("sh")
+                .arg(qspool_bin())
+                .arg(spool)
+                .arg(&log)
+                .arg("16")
+                .env_remove("QSPOOL_DIR")
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (k, log, child)
+        })
+        .collect();
+    for (k, log, child) in procs {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "consumer {k}: {}", stderr(&out));
+        let who = format!("c{k}");
+        let popped = std::fs::read_to_string(log.with_extension("pop")).unwrap_or_default();
+        for line in popped.lines() {
+            let m: Value = serde_json::from_str(line).unwrap();
+            record_delivery(&h, &who, &m);
+        }
+        let acked = std::fs::read_to_string(log.with_extension("ack")).unwrap_or_default();
+        for r in acked.lines() {
+            h.acked(&who, id_of(r));
+        }
+    }
+    drain(spool, &h, Duration::from_secs(30));
+    let v = h.check(spool);
+    eprintln!("contention: {}", v.summary());
+    v.assert_ok();
+    assert_eq!(v.pushed, n);
+    assert_eq!(v.duplicates, 0, "no lease ended, so nothing may come twice");
+    assert_eq!(v.delivered, n);
+    assert_eq!(v.states.get("done"), Some(&n), "{:?}", v.states);
+    assert_eq!(ids.len(), n);
+}
