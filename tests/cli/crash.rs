@@ -351,3 +351,137 @@ fn contention_every_message_is_done_exactly_once() {
     assert_eq!(v.states.get("done"), Some(&n), "{:?}", v.states);
     assert_eq!(ids.len(), n);
 }
+
+/// Polls until `f` returns Some, or panics after `limit` naming `what`.
+fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The one-letter state of a process in /proc (`T` when stopped), None once it is gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
+/// `pop --json` with `extra` until it delivers, polling past the exit 3s of a lease that has
+/// not expired yet; returns the one object.
+fn pop_until(spool: &Path, extra: &[&str], limit: Duration) -> Value {
+    poll(limit, "a delivery", || {
+        let o = run_q(spool, &[&["pop", "--json"], extra].concat());
+        match o.status.code() {
+            Some(0) => Some(serde_json::from_slice(&o.stdout).unwrap()),
+            Some(3) => None,
+            c => panic!("pop exited {c:?}: {}", stderr(&o)),
+        }
+    })
+}
+
+/// A consumer that pops with a 1 s lease, then stops itself before it acts on the receipt;
+/// once continued it tries ack, requeue and extend, and writes each exit status.
+const STOPPED_HOLDER: &str = r#"
+q=$1; spool=$2; dir=$3
+"$q" --spool "$spool" pop --json --lease 1s > "$dir/a.json" || exit 1
+r=$(sed -n 's/.*"receipt":"\([^"]*\)".*/\1/p' "$dir/a.json")
+kill -STOP $$
+"$q" --spool "$spool" ack "$r" 2>>"$dir/a.err"; echo "ack $?" >> "$dir/a.rc"
+"$q" --spool "$spool" requeue "$r" 2>>"$dir/a.err"; echo "requeue $?" >> "$dir/a.rc"
+"$q" --spool "$spool" extend "$r" 2>>"$dir/a.err"; echo "extend $?" >> "$dir/a.rc"
+"#;
+
+#[test]
+fn fencing_a_stopped_holder_cannot_touch_the_next_lease() {
+    let env = Env::init(&[]);
+    let spool = env.spool();
+    let dir = env.scratch();
+    let h = History::new(dir);
+    let ids = push_lines(spool, &h, &["fenced".to_owned()]);
+    let mut a = Command::new("sh")
+        .arg("-c")
+        .arg(STOPPED_HOLDER)
+        .args([Path::new("sh"), Path::new(qspool_bin()), spool, dir])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    poll(Duration::from_secs(20), "A to stop", || {
+        (proc_state(a.id()) == Some('T')).then_some(())
+    });
+    let am: Value = serde_json::from_slice(&std::fs::read(dir.join("a.json")).unwrap()).unwrap();
+    record_delivery(&h, "A", &am);
+    // B polls: it gets the message only once A's 1 s lease has expired and B's pop reclaimed it.
+    let bm = pop_until(spool, &["--lease", "1m"], Duration::from_secs(20));
+    assert_eq!(id(&bm), ids[0]);
+    assert_eq!(bm["attempt"], 2);
+    h.lease_ended("A", &ids[0], "lease expired while stopped");
+    record_delivery(&h, "B", &bm);
+
+    signal(a.id(), "CONT");
+    assert!(a.wait().unwrap().success());
+    let rc = std::fs::read_to_string(dir.join("a.rc")).unwrap();
+    assert_eq!(rc, "ack 4\nrequeue 4\nextend 4\n");
+    // A's stale receipt moved nothing: B's lease is where B left it.
+    assert_eq!(env.names("leased"), vec![receipt(&bm)]);
+    let o = run_q(spool, &["ack", &receipt(&bm)]);
+    assert_exit(&o, 0);
+    h.acked("B", &ids[0]);
+    drain(spool, &h, Duration::from_secs(10));
+    let v = h.check(spool);
+    v.assert_ok();
+    assert_eq!((v.duplicates, v.acked), (1, 1), "{}", v.summary());
+}
+
+#[test]
+fn fencing_a_stopped_work_process_neither_acks_nor_requeues() {
+    let env = Env::init(&[]);
+    let spool = env.spool();
+    let dir = env.scratch();
+    let h = History::new(dir);
+    let ids = push_lines(spool, &h, &["fenced work".to_owned()]);
+    let started = dir.join("started");
+    let mut work = qspool(spool)
+        .args(["work", "--lease", "1s", "--", "sh", "-c"])
+        .arg(r#"cat > "$1"; while :; do sleep 0.05; done"#)
+        .arg("sh")
+        .arg(&started)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let got = poll(Duration::from_secs(20), "CMD to get the payload", || {
+        std::fs::read(&started).ok().filter(|b| !b.is_empty())
+    });
+    assert_eq!(got, b"fenced work");
+    signal(work.id(), "STOP");
+    h.delivered("work", &ids[0], 1, &got);
+    let bm = pop_until(spool, &["--lease", "1m"], Duration::from_secs(20));
+    assert_eq!(bm["attempt"], 2);
+    h.lease_ended("work", &ids[0], "heartbeat stopped past lease expiry");
+    record_delivery(&h, "B", &bm);
+    signal(work.id(), "CONT");
+    let out = work.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("lease lost"), "{}", stderr(&out));
+    assert_eq!(env.names("leased"), vec![receipt(&bm)]);
+    assert!(env.new_names().is_empty() && env.names("done").is_empty());
+    let o = run_q(spool, &["ack", &receipt(&bm)]);
+    assert_exit(&o, 0);
+    h.acked("B", &ids[0]);
+    drain(spool, &h, Duration::from_secs(10));
+    let v = h.check(spool);
+    v.assert_ok();
+    assert_eq!((v.duplicates, v.acked), (1, 1), "{}", v.summary());
+}
