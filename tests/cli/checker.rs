@@ -67,7 +67,10 @@ impl History {
             let (k, v) = body_fields(b);
             ev[k] = v;
         }
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let line = ev.to_string() + "\n";
         g.0.write_all(line.as_bytes()).unwrap();
         g.1.push(ev);
@@ -107,7 +110,11 @@ impl History {
     }
 
     pub fn events(&self) -> Vec<Value> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+            .clone()
     }
 
     /// Judges the history against the spool's final state (call after the drain, on a spool
@@ -164,7 +171,10 @@ impl Verdict {
         add("unexplained duplicates", &self.unexplained);
         add("in two states", &self.two_states);
         add("partial or empty", &self.partial);
-        add("tmp/ leftover of a push that returned 0", &self.tmp_from_pushed);
+        add(
+            "tmp/ leftover of a push that returned 0",
+            &self.tmp_from_pushed,
+        );
         add("foreign entries", &self.foreign);
         f
     }
@@ -452,8 +462,8 @@ pub fn drain(spool: &Path, h: &History, deadline: Duration) {
                 }
             }
             Some(3) => {
-                let waiting = anything_under(&spool.join("leased"))
-                    || anything_under(&spool.join("new"));
+                let waiting =
+                    anything_under(&spool.join("leased")) || anything_under(&spool.join("new"));
                 if !waiting {
                     return;
                 }

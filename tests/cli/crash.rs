@@ -19,7 +19,10 @@ fn need(tool: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
-        assert!(!demanded, "{tool} is needed (QSPOOL_TEST_NEEDS_ROOT_TOOLS=1)");
+        assert!(
+            !demanded,
+            "{tool} is needed (QSPOOL_TEST_NEEDS_ROOT_TOOLS=1)"
+        );
         eprintln!("skipped: {tool} is not installed");
     }
     found
@@ -80,9 +83,17 @@ fn checker_passes_a_clean_run_and_an_explained_duplicate() {
     h.lease_ended("c1", ID1, "killed");
     h.delivered("c2", ID1, 2, b"one");
     h.push_attempt(b"three");
-    put(&spool, "dead/1795827100046044.9031.00000002.aea750d9.vm,a5,f1795827100100", b"three");
+    put(
+        &spool,
+        "dead/1795827100046044.9031.00000002.aea750d9.vm,a5,f1795827100100",
+        b"three",
+    );
     h.push_attempt(b"four");
-    put(&spool, "tmp/1795827100046045.9031.00000003.aea750da.vm,a0,v1795827100100", b"fo");
+    put(
+        &spool,
+        "tmp/1795827100046045.9031.00000003.aea750da.vm,a0,v1795827100100",
+        b"fo",
+    );
     let v = h.check(&spool);
     v.assert_ok();
     assert_eq!(v.duplicates, 1);
@@ -128,7 +139,12 @@ fn checker_reports_a_lost_message() {
 #[test]
 fn checker_reports_an_unexpected_delivery() {
     let (_d, spool, h) = clean_run();
-    h.delivered("c3", "1795827100046099.9031.00000009.aea750ff.vm", 1, b"never");
+    h.delivered(
+        "c3",
+        "1795827100046099.9031.00000009.aea750ff.vm",
+        1,
+        b"never",
+    );
     assert_fails(&h.check(&spool), "unexpected");
     // A known id delivered with another message's body.
     let (_d, spool, h) = clean_run();
@@ -452,7 +468,7 @@ fn fencing_a_stopped_work_process_neither_acks_nor_requeues() {
     let h = History::new(dir);
     let ids = push_lines(spool, &h, &["fenced work".to_owned()]);
     let started = dir.join("started");
-    let mut work = qspool(spool)
+    let work = qspool(spool)
         .args(["work", "--lease", "1s", "--", "sh", "-c"])
         .arg(r#"cat > "$1"; while :; do sleep 0.05; done"#)
         .arg("sh")
@@ -484,4 +500,100 @@ fn fencing_a_stopped_work_process_neither_acks_nor_requeues() {
     let v = h.check(spool);
     v.assert_ok();
     assert_eq!((v.duplicates, v.acked), (1, 1), "{}", v.summary());
+}
+
+/// How a pipeline's reader treats `qspool pop`'s output.
+enum Reader {
+    /// `head -c1`: reads one byte and exits.
+    HeadOneByte,
+    /// `false`: exits without reading.
+    False,
+    /// `sleep 100`, SIGKILLed while pop is blocked writing to it.
+    KilledSleep,
+}
+
+/// Runs `qspool pop --lease LEASE | READER` on a message of `size` bytes, then checks that the
+/// message was not acked and is delivered again (attempt 2) by a later pop: at once when pop
+/// saw the reader go away (it must release the lease), after the lease expired otherwise.
+fn pipeline(reader: Reader, size: usize) {
+    let env = Env::init(&[]);
+    let spool = env.spool();
+    let h = History::new(env.scratch());
+    let body: String = (0..size).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let ids = push_lines(spool, &h, std::slice::from_ref(&body));
+    // A payload bigger than a pipe's buffer cannot all be written before the reader goes.
+    let blocks = size > 1 << 20;
+    let lease = if blocks { "1h" } else { "1s" };
+    let mut pop = qspool(spool)
+        .args(["pop", "--lease", lease])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = pop.stdout.take().unwrap();
+    let mut r = match reader {
+        Reader::HeadOneByte => Command::new("head")
+            .arg("-c1")
+            .stdin(out)
+            .stdout(Stdio::null())
+            .spawn(),
+        Reader::False => Command::new("false").stdin(out).spawn(),
+        Reader::KilledSleep => Command::new("sleep").arg("100").stdin(out).spawn(),
+    }
+    .unwrap();
+    if let Reader::KilledSleep = reader {
+        // Killed only once pop holds the lease.
+        poll(Duration::from_secs(20), "pop to lease", || {
+            (!env.names("leased").is_empty() || pop.try_wait().unwrap().is_some()).then_some(())
+        });
+        r.kill().unwrap();
+    }
+    r.wait().unwrap();
+    let o = pop.wait_with_output().unwrap();
+    h.delivered("pipeline", &ids[0], 1, body.as_bytes());
+    // A reader gone before pop wrote makes pop fail and release the lease at once; a payload
+    // that fitted in the pipe was written, pop succeeded and the lease runs its course. A big
+    // payload can only be the first; a small one may be either, by the race with the reader.
+    let released = match o.status.code() {
+        Some(1) => true,
+        Some(0) if !blocks => false,
+        c => panic!("pop exited {c:?}: {}", stderr(&o)),
+    };
+    if released {
+        // The next pop gets it without waiting for the lease (an hour, for a big payload).
+        assert!(env.names("leased").is_empty(), "{:?}", env.names("leased"));
+    }
+    assert!(env.names("done").is_empty(), "a pipeline's pop acked");
+    let m = pop_until(spool, &["--lease", "1m"], Duration::from_secs(20));
+    h.lease_ended(
+        "pipeline",
+        &ids[0],
+        if released { "released" } else { "expired" },
+    );
+    record_delivery(&h, "next", &m);
+    assert_eq!(m["attempt"], 2);
+    assert_exit(&run_q(spool, &["ack", &receipt(&m)]), 0);
+    h.acked("next", &ids[0]);
+    let v = h.check(spool);
+    v.assert_ok();
+    assert_eq!(v.duplicates, 1);
+}
+
+#[test]
+fn pipeline_head_c1_small_and_big() {
+    pipeline(Reader::HeadOneByte, 100);
+    pipeline(Reader::HeadOneByte, 4 << 20);
+}
+
+#[test]
+fn pipeline_false_small_and_big() {
+    pipeline(Reader::False, 100);
+    pipeline(Reader::False, 4 << 20);
+}
+
+#[test]
+fn pipeline_killed_worker_small_and_big() {
+    pipeline(Reader::KilledSleep, 100);
+    pipeline(Reader::KilledSleep, 4 << 20);
 }
