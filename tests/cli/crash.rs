@@ -597,3 +597,254 @@ fn pipeline_killed_worker_small_and_big() {
     pipeline(Reader::KilledSleep, 100);
     pipeline(Reader::KilledSleep, 4 << 20);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A SIGKILL at every syscall of one command.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Op {
+    Push,
+    Pop,
+    Ack,
+    Requeue,
+    RequeueExpired,
+    Replay,
+}
+
+/// What one run under strace left: whether the process was killed, and the spool's verdict.
+struct CrashRun {
+    killed: bool,
+    verdict: Verdict,
+}
+
+fn killed_by_sigkill(st: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    st.signal() == Some(9) || st.code() == Some(128 + 9)
+}
+
+/// Sets a spool up for `op`, runs `op` under strace (killed at the `when`th call of `syscall`
+/// when `inject` is given; tracing to `trace` if given), recovers as an operator would (the
+/// receipt commands are simply run again, then fsck), drains and judges.
+fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> CrashRun {
+    let max = if op == Op::Replay { "1" } else { "5" };
+    let env = Env::init(&["--max-attempts", max]);
+    let spool = env.spool();
+    let h = History::new(env.scratch());
+    let body = format!("crash {op:?}");
+    let mut id = String::new();
+    let mut rcpt = String::new();
+    if op != Op::Push {
+        id = push_lines(spool, &h, std::slice::from_ref(&body)).remove(0);
+    }
+    if matches!(op, Op::Ack | Op::Requeue | Op::RequeueExpired | Op::Replay) {
+        let lease = if op == Op::RequeueExpired {
+            "1ms"
+        } else {
+            "1h"
+        };
+        let m = env.pop_json(&["--lease", lease]);
+        record_delivery(&h, "holder", &m);
+        rcpt = receipt(&m);
+        if op == Op::RequeueExpired {
+            h.lease_ended("holder", &id, "expired");
+            let l = receipt_expiry_ms(&rcpt);
+            poll(Duration::from_secs(5), "the lease to expire", || {
+                (now_ms() > l).then_some(())
+            });
+        }
+        if op == Op::Replay {
+            assert_exit(&run_q(spool, &["requeue", &rcpt]), 0);
+            h.lease_ended("holder", &id, "requeued into dead/");
+            assert_eq!(env.names("dead").len(), 1);
+        }
+    }
+    let args: Vec<&str> = match op {
+        Op::Push => vec!["push", &body],
+        Op::Pop => vec!["pop", "--json", "--lease", "1ms"],
+        Op::Ack => vec!["ack", &rcpt],
+        Op::Requeue => vec!["requeue", &rcpt],
+        Op::RequeueExpired => vec!["requeue", "--expired"],
+        Op::Replay => vec!["dlq-replay", &id],
+    };
+    if op == Op::Push {
+        h.push_attempt(body.as_bytes());
+    }
+    let mut c = Command::new("strace");
+    c.args(["-f", "-qq", "-o"])
+        .arg(trace.unwrap_or(Path::new("/dev/null")))
+        .args(["-e", "trace=all"]);
+    if let Some((sys, when)) = inject {
+        c.arg("-e")
+            .arg(format!("inject={sys}:signal=SIGKILL:when={when}"));
+    }
+    let o = c
+        .arg(qspool_bin())
+        .arg("--spool")
+        .arg(spool)
+        .args(&args)
+        .env_remove("QSPOOL_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let killed = killed_by_sigkill(o.status);
+    assert!(
+        killed || o.status.success(),
+        "{op:?} {inject:?}: {:?} {}",
+        o.status,
+        stderr(&o)
+    );
+    let again = |args: &[&str]| {
+        if killed {
+            let o = run_q(spool, args);
+            assert!(
+                matches!(o.status.code(), Some(0 | 4)),
+                "{op:?} {inject:?}, run again: {args:?} {}",
+                stderr(&o)
+            );
+        }
+    };
+    match op {
+        Op::Push => {
+            if o.status.success() {
+                h.push_ok(lines(&o)[0].as_str(), body.as_bytes());
+            }
+        }
+        Op::Pop => {
+            let text = stdout(&o);
+            if let Some(m) = text
+                .lines()
+                .next()
+                .and_then(|l| serde_json::from_str::<Value>(l).ok())
+            {
+                record_delivery(&h, "victim", &m);
+            }
+            assert!(killed || !text.is_empty());
+            h.lease_ended("victim", &id, if killed { "killed" } else { "expired" });
+        }
+        Op::Ack => {
+            again(&["ack", &rcpt]);
+            // Whichever of the two did it, the ack is done: the message must be in done/.
+            assert_eq!(env.names("done").len(), 1, "{op:?} {inject:?}");
+            h.acked("holder", &id);
+        }
+        Op::Requeue => {
+            again(&["requeue", &rcpt]);
+            h.lease_ended("holder", &id, "requeued");
+            assert_eq!(env.new_names().len(), 1, "{op:?} {inject:?}");
+        }
+        Op::RequeueExpired => {
+            again(&["requeue", "--expired"]);
+            assert_eq!(env.new_names().len(), 1, "{op:?} {inject:?}");
+        }
+        Op::Replay => {
+            again(&["dlq-replay", &id]);
+            assert_eq!(env.new_names().len(), 1, "{op:?} {inject:?}");
+        }
+    }
+    let f = run_q(spool, &["fsck"]);
+    assert_eq!(
+        f.status.code(),
+        Some(0),
+        "{op:?} {inject:?}: fsck: {}{}",
+        stdout(&f),
+        stderr(&f)
+    );
+    drain(spool, &h, Duration::from_secs(10));
+    let verdict = h.check(spool);
+    if !verdict.failures().is_empty() {
+        panic!(
+            "{op:?} killed at {inject:?}: {}\n{:?}",
+            verdict.summary(),
+            verdict.failures()
+        );
+    }
+    CrashRun { killed, verdict }
+}
+
+/// The syscalls of a run as strace wrote them, each as (name, its occurrence number): killing
+/// at the nth occurrence of a name is killing at that point of the run, since strace counts
+/// `when` per syscall.
+fn syscall_plan(trace: &Path) -> Vec<(String, usize)> {
+    let text = std::fs::read_to_string(trace).unwrap();
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut plan = Vec::new();
+    for line in text.lines() {
+        let rest = line
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start();
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() || !rest[name.len()..].starts_with('(') {
+            continue;
+        }
+        let n = seen.entry(name.clone()).or_default();
+        *n += 1;
+        plan.push((name, *n));
+    }
+    plan
+}
+
+/// Kills `op` at every syscall (every `stride`th one in the fast tier) and checks each run.
+fn crash_every_syscall(op: Op, fast_stride: usize) {
+    if !need("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    crash_once(op, None, Some(&trace));
+    let plan = syscall_plan(&trace);
+    assert!(
+        plan.len() > 20,
+        "{op:?}: only {} syscalls traced",
+        plan.len()
+    );
+    let stride = if soak() { 1 } else { fast_stride };
+    let (mut runs, mut kills, mut leftovers, mut dups) = (0, 0, 0, 0);
+    for (sys, when) in plan.iter().step_by(stride) {
+        let r = crash_once(op, Some((sys, *when)), None);
+        runs += 1;
+        kills += usize::from(r.killed);
+        leftovers += r.verdict.tmp_leftovers.len();
+        dups += r.verdict.duplicates;
+    }
+    eprintln!(
+        "crash {op:?}: {} syscalls, {runs} runs, {kills} killed, {leftovers} tmp/ leftovers, \
+         {dups} duplicates, 0 lost",
+        plan.len()
+    );
+    // A run past the end of the plan is not killed; every planned one must be, or the
+    // injection did not happen and nothing was tested.
+    assert!(kills + 2 >= runs, "{op:?}: {kills} of {runs} runs killed");
+}
+
+#[test]
+fn crash_at_every_syscall_of_push() {
+    crash_every_syscall(Op::Push, 1);
+}
+
+#[test]
+fn crash_at_every_syscall_of_pop() {
+    crash_every_syscall(Op::Pop, 3);
+}
+
+#[test]
+fn crash_at_every_syscall_of_ack() {
+    crash_every_syscall(Op::Ack, 1);
+}
+
+#[test]
+fn crash_at_every_syscall_of_requeue() {
+    crash_every_syscall(Op::Requeue, 3);
+}
+
+#[test]
+fn crash_at_every_syscall_of_requeue_expired() {
+    crash_every_syscall(Op::RequeueExpired, 3);
+}
+
+#[test]
+fn crash_at_every_syscall_of_dlq_replay() {
+    crash_every_syscall(Op::Replay, 3);
+}
