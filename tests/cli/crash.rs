@@ -848,3 +848,225 @@ fn crash_at_every_syscall_of_requeue_expired() {
 fn crash_at_every_syscall_of_dlq_replay() {
     crash_every_syscall(Op::Replay, 3);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Mixed load with SIGKILLs.
+
+/// A small xorshift generator: the tests need varied kill points, not good randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn new(salt: u64) -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        Rng((t ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Runs a spawned child to the end, SIGKILLing it after `kill_after` if it is still running
+/// then. Returns its output and whether the kill is what ended it.
+fn finish(mut child: std::process::Child, kill_after: Option<Duration>) -> (Output, bool) {
+    if let Some(d) = kill_after {
+        std::thread::sleep(d);
+        // A child that exited already but is not reaped yet keeps its pid: no stray kill.
+        let _ = child.kill();
+    }
+    let o = child.wait_with_output().unwrap();
+    let killed = killed_by_sigkill(o.status);
+    (o, killed)
+}
+
+/// Complete lines of a killed process's output (a last line without `\n` was cut short).
+fn complete_lines(o: &Output) -> Vec<String> {
+    let text = stdout(o);
+    let mut v: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
+    if v.last().is_some_and(|l| !l.ends_with('\n')) {
+        v.pop();
+    }
+    v.into_iter()
+        .map(|l| l.trim_end_matches('\n').to_owned())
+        .collect()
+}
+
+#[derive(Default)]
+struct Tally {
+    push_kills: usize,
+    pop_kills: usize,
+    ack_kills: usize,
+}
+
+fn producer(spool: &Path, h: &History, p: usize, stop: &std::sync::atomic::AtomicBool) -> Tally {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    let mut rng = Rng::new(p as u64 + 100);
+    let mut t = Tally::default();
+    let mut seq = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let bodies: Vec<String> = (0..20)
+            .map(|_| {
+                seq += 1;
+                format!("mixed p{p} #{seq}")
+            })
+            .collect();
+        for b in &bodies {
+            h.push_attempt(b.as_bytes());
+        }
+        let mut child = qspool(spool)
+            .args(["push", "--lines"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // A killed push closes the pipe early; that write error is expected.
+        let _ = stdin.write_all((bodies.join("\n") + "\n").as_bytes());
+        drop(stdin);
+        let kill = (rng.below(6) == 0).then(|| Duration::from_millis(rng.below(8)));
+        let (o, killed) = finish(child, kill);
+        t.push_kills += usize::from(killed);
+        assert!(killed || o.status.success(), "push: {}", stderr(&o));
+        let ids = complete_lines(&o);
+        for (id, b) in ids.iter().zip(&bodies) {
+            h.push_ok(id, b.as_bytes());
+        }
+    }
+    t
+}
+
+fn consumer(spool: &Path, h: &History, c: usize, stop: &std::sync::atomic::AtomicBool) -> Tally {
+    use std::sync::atomic::Ordering;
+    let mut rng = Rng::new(c as u64);
+    let mut t = Tally::default();
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let who = format!("c{c}.{n}");
+        let child = qspool(spool)
+            .args(["pop", "--json", "-n", "4", "--lease", "5s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let kill = (rng.below(4) == 0).then(|| Duration::from_micros(rng.below(6000)));
+        let (o, killed) = finish(child, kill);
+        t.pop_kills += usize::from(killed);
+        let got: Vec<Value> = complete_lines(&o)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for m in &got {
+            record_delivery(h, &who, m);
+        }
+        if killed {
+            for m in &got {
+                h.lease_ended(&who, &id(m), "killed mid-pop");
+            }
+            continue;
+        }
+        match o.status.code() {
+            Some(0) => {}
+            Some(3) => {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            c => panic!("pop exited {c:?}: {}", stderr(&o)),
+        }
+        let receipts: Vec<String> = got.iter().map(receipt).collect();
+        let child = qspool(spool)
+            .arg("ack")
+            .args(&receipts)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let kill = (rng.below(4) == 0).then(|| Duration::from_micros(rng.below(6000)));
+        let (o, killed) = finish(child, kill);
+        t.ack_kills += usize::from(killed);
+        for m in &got {
+            if killed {
+                h.lease_ended(&who, &id(m), "killed mid-ack");
+            } else if o.status.success() {
+                h.acked(&who, &id(m));
+            } else {
+                // Only a lease that ran out before the ack makes it exit 4; the checker then
+                // finds the redelivery unexplained unless it came after this line.
+                h.lease_ended(&who, &id(m), "ack exit 4: lease expired under load");
+            }
+        }
+        assert!(
+            killed || matches!(o.status.code(), Some(0 | 4)),
+            "{}",
+            stderr(&o)
+        );
+    }
+    t
+}
+
+#[test]
+fn mixed_load_with_sigkilled_consumers_and_producers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let run_for = Duration::from_secs(if soak() { 60 } else { 4 });
+    let env = Env::init(&["--max-attempts", "1000"]);
+    let spool = env.spool();
+    let h = History::new(env.scratch());
+    let stop = AtomicBool::new(false);
+    let mut tally = Tally::default();
+    std::thread::scope(|s| {
+        let producers: Vec<_> = (0..2)
+            .map(|p| {
+                let (h, stop) = (&h, &stop);
+                s.spawn(move || producer(spool, h, p, stop))
+            })
+            .collect();
+        let consumers: Vec<_> = (0..4)
+            .map(|c| {
+                let (h, stop) = (&h, &stop);
+                s.spawn(move || consumer(spool, h, c, stop))
+            })
+            .collect();
+        std::thread::sleep(run_for);
+        stop.store(true, Ordering::Relaxed);
+        for t in producers.into_iter().chain(consumers) {
+            let t = t.join().unwrap();
+            tally.push_kills += t.push_kills;
+            tally.pop_kills += t.pop_kills;
+            tally.ack_kills += t.ack_kills;
+        }
+    });
+    // The killed holders' leases run out within 5 s; the drain waits for them.
+    drain(spool, &h, Duration::from_secs(30));
+    let f = run_q(spool, &["fsck"]);
+    assert_eq!(f.status.code(), Some(0), "fsck: {}", stdout(&f));
+    let v = h.check(spool);
+    eprintln!(
+        "mixed: {}; kills: {} push, {} pop, {} ack",
+        v.summary(),
+        tally.push_kills,
+        tally.pop_kills,
+        tally.ack_kills
+    );
+    v.assert_ok();
+    assert!(v.pushed > 100, "{}", v.summary());
+    assert!(
+        tally.pop_kills + tally.ack_kills > 0,
+        "no consumer was killed"
+    );
+    for (id, why) in &v.explained {
+        assert!(
+            why.starts_with("killed"),
+            "{id}: duplicate explained by {why:?}"
+        );
+    }
+}
