@@ -404,9 +404,18 @@ fn judge(events: &[Value], spool: &Path) -> Verdict {
     v
 }
 
-fn qspool_at(spool: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(crate::harness::qspool_bin())
-        .env_remove("QSPOOL_DIR")
+/// `qspool --spool SPOOL ARGS`, run through `wrapper` (a command and its arguments, such as
+/// `faketime -f +3h`) when it is not empty.
+fn qspool_at(wrapper: &[&str], spool: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = match wrapper.split_first() {
+        Some((w, rest)) => {
+            let mut c = Command::new(w);
+            c.args(rest).arg(crate::harness::qspool_bin());
+            c
+        }
+        None => Command::new(crate::harness::qspool_bin()),
+    };
+    c.env_remove("QSPOOL_DIR")
         .env_remove("XDG_STATE_HOME")
         .arg("--spool")
         .arg(spool)
@@ -429,10 +438,20 @@ fn anything_under(dir: &Path) -> bool {
 /// history as `drain`, waiting (polling) for leases that have not expired yet and delayed
 /// messages, up to `deadline`. What is still there then is left for the checker to report.
 pub fn drain(spool: &Path, h: &History, deadline: Duration) {
+    drain_via(&[], spool, h, deadline);
+}
+
+/// `drain`, with every qspool run through `wrapper` (e.g. `["faketime", "-f", "+3h"]`, to
+/// drain a spool whose messages were written by a clock that ran ahead).
+pub fn drain_via(wrapper: &[&str], spool: &Path, h: &History, deadline: Duration) {
     let start = Instant::now();
     while start.elapsed() < deadline {
-        let _ = qspool_at(spool, &["requeue", "--expired"]);
-        let o = qspool_at(spool, &["pop", "--json", "-n", "200", "--lease", "10m"]);
+        let _ = qspool_at(wrapper, spool, &["requeue", "--expired"]);
+        let o = qspool_at(
+            wrapper,
+            spool,
+            &["pop", "--json", "-n", "200", "--lease", "10m"],
+        );
         match o.status.code() {
             Some(0) => {
                 let text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -448,7 +467,7 @@ pub fn drain(spool: &Path, h: &History, deadline: Duration) {
                     receipts.push((id.to_owned(), m["receipt"].as_str().unwrap().to_owned()));
                 }
                 for (id, r) in receipts {
-                    let a = qspool_at(spool, &["ack", &r]);
+                    let a = qspool_at(wrapper, spool, &["ack", &r]);
                     if a.status.success() {
                         h.acked("drain", &id);
                     } else {

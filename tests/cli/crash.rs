@@ -1,7 +1,7 @@
 //! Crashes and contention: many consumers, SIGKILLed holders, a kill at every syscall, clock
 //! jumps, fencing of stale receipts and broken pipelines, each judged by the history checker.
 
-use crate::checker::{History, Verdict, drain};
+use crate::checker::{History, Verdict, drain, drain_via};
 use crate::harness::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -1069,4 +1069,317 @@ fn mixed_load_with_sigkilled_consumers_and_producers() {
             "{id}: duplicate explained by {why:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clock jumps: every process started after the jump sees the clock stepped by an offset.
+
+/// `qspool --spool SPOOL`, under `faketime -f OFFSET` when an offset is given.
+fn qspool_clock(offset: Option<&str>, spool: &Path) -> Command {
+    let mut c = match offset {
+        Some(off) => {
+            let mut c = Command::new("faketime");
+            c.args(["-f", off]).arg(qspool_bin());
+            c
+        }
+        None => Command::new(qspool_bin()),
+    };
+    c.env_remove("QSPOOL_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .arg("--spool")
+        .arg(spool)
+        .stdin(Stdio::null());
+    c
+}
+
+/// The state of a clock-jump run shared by its threads.
+struct Jump {
+    /// The offset of processes started now: None before the jump.
+    clock: std::sync::RwLock<Option<&'static str>>,
+    /// Leases held by consumers: id -> (holder, whether the jump ended it).
+    held: std::sync::Mutex<std::collections::BTreeMap<String, (String, bool)>>,
+    stop: std::sync::atomic::AtomicBool,
+    stale_acks: std::sync::atomic::AtomicUsize,
+}
+
+fn jump_consumer(spool: &Path, h: &History, j: &Jump, c: usize) {
+    use std::sync::atomic::Ordering;
+    let mut rng = Rng::new(c as u64 + 1000);
+    let mut n = 0;
+    while !j.stop.load(Ordering::Relaxed) {
+        n += 1;
+        let who = format!("c{c}.{n}");
+        // The read lock keeps the jump out while a pop runs and its leases are recorded: the
+        // jump ends every lease held at that moment, and records so before any process with
+        // the new clock starts.
+        let got: Vec<Value> = {
+            let clock = j.clock.read().unwrap();
+            let o = qspool_clock(*clock, spool)
+                .args(["pop", "--json", "-n", "4", "--lease", "30s"])
+                .output()
+                .unwrap();
+            match o.status.code() {
+                Some(0) => {}
+                Some(3) => {
+                    drop(clock);
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                c => panic!("pop exited {c:?}: {}", stderr(&o)),
+            }
+            let got: Vec<Value> = lines(&o)
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let mut held = j.held.lock().unwrap();
+            for m in &got {
+                record_delivery(h, &who, m);
+                held.insert(id(m), (who.clone(), false));
+            }
+            got
+        };
+        std::thread::sleep(Duration::from_millis(rng.below(40)));
+        let clock = *j.clock.read().unwrap();
+        for m in &got {
+            let o = qspool_clock(clock, spool)
+                .args(["ack", &receipt(m)])
+                .output()
+                .unwrap();
+            let (_, ended) = j.held.lock().unwrap().remove(&id(m)).unwrap();
+            match o.status.code() {
+                Some(0) => h.acked(&who, &id(m)),
+                // Fenced: only a lease the jump ended may be gone.
+                Some(4) if ended => {
+                    j.stale_acks.fetch_add(1, Ordering::Relaxed);
+                }
+                c => panic!(
+                    "{who}: ack of {} exited {c:?} (lease ended by the jump: {ended}): {}",
+                    id(m),
+                    stderr(&o)
+                ),
+            }
+        }
+    }
+}
+
+/// Runs consumers and a producer with the right clock, steps every later process's clock by
+/// `offset` halfway, stops them, and returns the history, the spool's Env and the run's
+/// counters. Before the jump, one message is leased for 2 s and abandoned, and one is pushed
+/// with a 3 s delay.
+fn clock_jump(offset: &'static str) -> Option<(Env, std::sync::Arc<History>, Jump, [String; 2])> {
+    use std::sync::atomic::Ordering;
+    if !need("faketime") {
+        return None;
+    }
+    let phase = Duration::from_millis(if soak() { 10_000 } else { 1_500 });
+    let env = Env::init(&["--max-attempts", "1000"]);
+    let spool = env.spool().to_owned();
+    let h = History::new(env.scratch());
+    let bodies: Vec<String> = (0..300).map(|i| format!("jump {i}")).collect();
+    push_lines(&spool, &h, &bodies);
+    let abandoned = env.pop_json(&["--lease", "2s"]);
+    record_delivery(&h, "abandoned", &abandoned);
+    h.lease_ended("abandoned", &id(&abandoned), "abandoned by its holder");
+    h.push_attempt(b"jump delayed");
+    let o = run_q(&spool, &["push", "--delay", "3s", "jump delayed"]);
+    assert_exit(&o, 0);
+    let delayed = lines(&o).remove(0);
+    h.push_ok(&delayed, b"jump delayed");
+
+    let j = Jump {
+        clock: std::sync::RwLock::new(None),
+        held: Default::default(),
+        stop: Default::default(),
+        stale_acks: Default::default(),
+    };
+    std::thread::scope(|s| {
+        let consumers: Vec<_> = (0..4)
+            .map(|c| {
+                let (h, j, spool) = (&h, &j, &spool);
+                s.spawn(move || jump_consumer(spool, h, j, c))
+            })
+            .collect();
+        let producer = s.spawn(|| {
+            let mut seq = 0;
+            while !j.stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let body = format!("jump producer #{seq}");
+                h.push_attempt(body.as_bytes());
+                let clock = *j.clock.read().unwrap();
+                let o = qspool_clock(clock, &spool)
+                    .args(["push", &body])
+                    .output()
+                    .unwrap();
+                assert_exit(&o, 0);
+                h.push_ok(&lines(&o)[0], body.as_bytes());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        std::thread::sleep(phase);
+        {
+            let mut clock = j.clock.write().unwrap();
+            *clock = Some(offset);
+            for (id, (who, ended)) in j.held.lock().unwrap().iter_mut() {
+                h.lease_ended(who, id, "clock jump");
+                *ended = true;
+            }
+        }
+        std::thread::sleep(phase);
+        j.stop.store(true, Ordering::Relaxed);
+        for c in consumers {
+            c.join().unwrap();
+        }
+        producer.join().unwrap();
+    });
+    Some((env, h, j, [id(&abandoned), delayed]))
+}
+
+/// Where a message is now: the state directory holding its id.
+fn state_of(env: &Env, id: &str) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    for s in ["leased", "done", "dead"] {
+        if env.names(s).iter().any(|n| id_of(n) == id) {
+            v.push(s);
+        }
+    }
+    if env.new_names().iter().any(|n| id_of(n) == id) {
+        v.push("new");
+    }
+    v
+}
+
+#[test]
+fn clock_jump_forward_two_hours_duplicates_but_never_loses() {
+    let Some((env, h, j, [abandoned, delayed])) = clock_jump("+2h") else {
+        return;
+    };
+    // From 2 h ahead every lease taken before the jump had expired: the first pop after the
+    // jump reclaimed the abandoned one (to the back of the queue), and the 3 s delay was over.
+    assert_ne!(state_of(&env, &abandoned), ["leased"]);
+    for id in [&abandoned, &delayed] {
+        let o = qspool_clock(Some("+2h"), env.spool())
+            .args(["show", "--json", id])
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        let m: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(
+            ["ready", "done"].contains(&m["state"].as_str().unwrap()),
+            "{m}"
+        );
+    }
+    // What the jumped clock wrote (visible-at of its pushes and reclaims, lease expiries) lies
+    // 2 h ahead: only a clock that far on drains it.
+    drain_via(
+        &["faketime", "-f", "+3h"],
+        env.spool(),
+        &h,
+        Duration::from_secs(30),
+    );
+    let v = h.check(env.spool());
+    eprintln!(
+        "clock +2h: {}; stale acks fenced {}",
+        v.summary(),
+        j.stale_acks.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    v.assert_ok();
+    assert!(v.duplicates >= 1, "{}", v.summary());
+    for (id, why) in &v.explained {
+        assert!(
+            why == "clock jump" || id == &abandoned,
+            "{id}: duplicate explained by {why:?}"
+        );
+    }
+}
+
+#[test]
+fn clock_jump_back_one_hour_only_delays() {
+    let Some((env, h, j, [abandoned, delayed])) = clock_jump("-1h") else {
+        return;
+    };
+    // From 1 h back the abandoned lease has an hour to run and the delayed message an hour to
+    // wait: neither came out while the clock was behind.
+    assert_eq!(state_of(&env, &abandoned), ["leased"]);
+    assert_eq!(state_of(&env, &delayed), ["new"]);
+    let o = qspool_clock(Some("-1h"), env.spool())
+        .args(["requeue", "--expired"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    // Back on the right clock both come out after their 2 s and 3 s.
+    drain(env.spool(), &h, Duration::from_secs(30));
+    let v = h.check(env.spool());
+    eprintln!(
+        "clock -1h: {}; stale acks fenced {}",
+        v.summary(),
+        j.stale_acks.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    v.assert_ok();
+    assert_eq!(j.stale_acks.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // The one duplicate is the abandoned message, delivered late, not early.
+    assert_eq!(
+        v.explained,
+        vec![(abandoned.clone(), "abandoned by its holder".to_owned())]
+    );
+}
+
+#[test]
+fn clock_skew_between_consumers_is_fenced() {
+    if !need("faketime") {
+        return;
+    }
+    let env = Env::init(&[]);
+    let spool = env.spool();
+    let h = History::new(env.scratch());
+    let mut ids = push_lines(spool, &h, &["skew ahead".to_owned()]);
+    let pop = |clock: Option<&str>, who: &str| {
+        let o = qspool_clock(clock, spool)
+            .args(["pop", "--json", "--lease", "1m"])
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        let m: Value = serde_json::from_slice(&o.stdout).unwrap();
+        record_delivery(&h, who, &m);
+        m
+    };
+    // A consumer 2 h ahead finds a right-clock lease long expired: it reclaims and takes it.
+    let a = pop(None, "A");
+    assert_eq!(id(&a), ids[0]);
+    h.lease_ended("A", &ids[0], "clock jump");
+    let b = pop(Some("+2h"), "B");
+    assert_eq!((id(&b), &b["attempt"]), (ids[0].clone(), &Value::from(2)));
+    assert_exit(&run_q(spool, &["ack", &receipt(&a)]), 4);
+    // Pushed by the slow clock too: a message pushed on the right clock would be an hour in the
+    // future for it.
+    h.push_attempt(b"skew behind");
+    let o = qspool_clock(Some("-1h"), spool)
+        .args(["push", "skew behind"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    ids.push(lines(&o).remove(0));
+    h.push_ok(&ids[1], b"skew behind");
+    // A consumer 1 h behind writes a lease that is already an hour over for everyone else.
+    let c = pop(Some("-1h"), "C");
+    assert_eq!(id(&c), ids[1]);
+    h.lease_ended("C", &ids[1], "clock jump");
+    let d = pop(None, "D");
+    assert_eq!((id(&d), &d["attempt"]), (ids[1].clone(), &Value::from(2)));
+    let o = qspool_clock(Some("-1h"), spool)
+        .args(["ack", &receipt(&c)])
+        .output()
+        .unwrap();
+    assert_exit(&o, 4);
+    for (who, m, clock) in [("B", &b, Some("+2h")), ("D", &d, None)] {
+        let o = qspool_clock(clock, spool)
+            .args(["ack", &receipt(m)])
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        h.acked(who, &id(m));
+    }
+    let v = h.check(spool);
+    v.assert_ok();
+    assert_eq!((v.duplicates, v.acked), (2, 2), "{}", v.summary());
 }
