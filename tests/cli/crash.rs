@@ -387,8 +387,9 @@ fn proc_state(pid: u32) -> Option<char> {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let st = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
+    // The shell's own kill: no other package needed.
+    let st = Command::new("sh")
+        .args(["-c", r#"kill -s "$1" "$2""#, "sh", sig, &pid.to_string()])
         .status()
         .unwrap();
     assert!(st.success(), "kill -{sig} {pid}");
@@ -1100,6 +1101,8 @@ struct Jump {
     held: std::sync::Mutex<std::collections::BTreeMap<String, (String, bool)>>,
     stop: std::sync::atomic::AtomicBool,
     stale_acks: std::sync::atomic::AtomicUsize,
+    /// Messages leased (for 10 min) by `J` before the run and acked only after it.
+    at_jump: std::sync::Mutex<Vec<Value>>,
 }
 
 fn jump_consumer(spool: &Path, h: &History, j: &Jump, c: usize) {
@@ -1164,8 +1167,8 @@ fn jump_consumer(spool: &Path, h: &History, j: &Jump, c: usize) {
 
 /// Runs consumers and a producer with the right clock, steps every later process's clock by
 /// `offset` halfway, stops them, and returns the history, the spool's Env and the run's
-/// counters. Before the jump, one message is leased for 2 s and abandoned, and one is pushed
-/// with a 3 s delay.
+/// counters. Before the jump, one message is leased and abandoned, and one is pushed with a
+/// delay, both outlasting the time before the jump by 2 s.
 fn clock_jump(offset: &'static str) -> Option<(Env, std::sync::Arc<History>, Jump, [String; 2])> {
     use std::sync::atomic::Ordering;
     if !need("faketime") {
@@ -1177,11 +1180,12 @@ fn clock_jump(offset: &'static str) -> Option<(Env, std::sync::Arc<History>, Jum
     let h = History::new(env.scratch());
     let bodies: Vec<String> = (0..300).map(|i| format!("jump {i}")).collect();
     push_lines(&spool, &h, &bodies);
-    let abandoned = env.pop_json(&["--lease", "2s"]);
+    let outlast = format!("{}ms", phase.as_millis() + 2000);
+    let abandoned = env.pop_json(&["--lease", &outlast]);
     record_delivery(&h, "abandoned", &abandoned);
     h.lease_ended("abandoned", &id(&abandoned), "abandoned by its holder");
     h.push_attempt(b"jump delayed");
-    let o = run_q(&spool, &["push", "--delay", "3s", "jump delayed"]);
+    let o = run_q(&spool, &["push", "--delay", &outlast, "jump delayed"]);
     assert_exit(&o, 0);
     let delayed = lines(&o).remove(0);
     h.push_ok(&delayed, b"jump delayed");
@@ -1191,7 +1195,20 @@ fn clock_jump(offset: &'static str) -> Option<(Env, std::sync::Arc<History>, Jum
         held: Default::default(),
         stop: Default::default(),
         stale_acks: Default::default(),
+        at_jump: Default::default(),
     };
+    // Leases certainly held across the jump, whatever the consumers' timing.
+    let o = run_q(&spool, &["pop", "--json", "-n", "3", "--lease", "10m"]);
+    assert_exit(&o, 0);
+    for l in lines(&o) {
+        let m: Value = serde_json::from_str(&l).unwrap();
+        record_delivery(&h, "J", &m);
+        j.held
+            .lock()
+            .unwrap()
+            .insert(id(&m), ("J".to_owned(), false));
+        j.at_jump.lock().unwrap().push(m);
+    }
     std::thread::scope(|s| {
         let consumers: Vec<_> = (0..4)
             .map(|c| {
@@ -1254,8 +1271,12 @@ fn clock_jump_forward_two_hours_duplicates_but_never_loses() {
         return;
     };
     // From 2 h ahead every lease taken before the jump had expired: the first pop after the
-    // jump reclaimed the abandoned one (to the back of the queue), and the 3 s delay was over.
+    // jump reclaimed the abandoned one (to the back of the queue), and the delay was over.
     assert_ne!(state_of(&env, &abandoned), ["leased"]);
+    // The first pop after the jump reclaimed J's leases too: its receipts are fenced off.
+    for m in j.at_jump.lock().unwrap().iter() {
+        assert_exit(&run_q(env.spool(), &["ack", &receipt(m)]), 4);
+    }
     for id in [&abandoned, &delayed] {
         let o = qspool_clock(Some("+2h"), env.spool())
             .args(["show", "--json", id])
@@ -1283,7 +1304,12 @@ fn clock_jump_forward_two_hours_duplicates_but_never_loses() {
         j.stale_acks.load(std::sync::atomic::Ordering::Relaxed)
     );
     v.assert_ok();
-    assert!(v.duplicates >= 1, "{}", v.summary());
+    let jumped = v
+        .explained
+        .iter()
+        .filter(|(_, w)| w == "clock jump")
+        .count();
+    assert!(jumped >= 3, "{}", v.summary());
     for (id, why) in &v.explained {
         assert!(
             why == "clock jump" || id == &abandoned,
@@ -1301,13 +1327,18 @@ fn clock_jump_back_one_hour_only_delays() {
     // wait: neither came out while the clock was behind.
     assert_eq!(state_of(&env, &abandoned), ["leased"]);
     assert_eq!(state_of(&env, &delayed), ["new"]);
+    // Leases held across the jump back have an hour more to run: still J's to ack.
+    for m in j.at_jump.lock().unwrap().iter() {
+        assert_exit(&run_q(env.spool(), &["ack", &receipt(m)]), 0);
+        h.acked("J", &id(m));
+    }
     let o = qspool_clock(Some("-1h"), env.spool())
         .args(["requeue", "--expired"])
         .output()
         .unwrap();
     assert_exit(&o, 0);
     assert!(stdout(&o).is_empty(), "{}", stdout(&o));
-    // Back on the right clock both come out after their 2 s and 3 s.
+    // Back on the right clock both come out, 2 s after the jump.
     drain(env.spool(), &h, Duration::from_secs(30));
     let v = h.check(env.spool());
     eprintln!(
