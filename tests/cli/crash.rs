@@ -8,24 +8,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Whether `tool` can be run here as root. A missing tool or a non-root run skips the test
-/// (saying why), unless QSPOOL_TEST_NEEDS_ROOT_TOOLS=1 demands it.
+/// Whether `tool` is installed and works here (strace may be refused ptrace in a container).
+/// Without it the test is skipped, saying why, unless QSPOOL_TEST_NEEDS_ROOT_TOOLS=1 demands
+/// it.
 fn need(tool: &str) -> bool {
     let demanded = std::env::var("QSPOOL_TEST_NEEDS_ROOT_TOOLS").is_ok_and(|v| v == "1");
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
+    let probe: &[&str] = match tool {
+        "strace" => &["strace", "-qq", "-o", "/dev/null", "true"],
+        "faketime" => &["faketime", "-f", "+1h", "true"],
+        _ => &["sh", "-c", "command -v \"$0\"", tool],
+    };
+    let works = Command::new(probe[0])
+        .args(&probe[1..])
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found {
+    if !works {
         assert!(
             !demanded,
-            "{tool} is needed (QSPOOL_TEST_NEEDS_ROOT_TOOLS=1)"
+            "{tool} is needed and does not work here (QSPOOL_TEST_NEEDS_ROOT_TOOLS=1)"
         );
-        eprintln!("skipped: {tool} is not installed");
+        eprintln!("skipped: {tool} is not installed or does not work here");
     }
-    found
+    works
 }
 
 fn soak() -> bool {
