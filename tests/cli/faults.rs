@@ -1,2 +1,594 @@
 //! Faults from below: power loss on a real filesystem, a full disk, injected I/O errors, a
 //! read-only remount and running out of file descriptors.
+
+use crate::checker::{self, History};
+use crate::harness::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// Environment: root, tools, tiers, the binary under test.
+
+/// Whether missing privileges or tools must fail the test instead of skipping it (CI).
+fn strict() -> bool {
+    std::env::var("QSPOOL_TEST_NEEDS_ROOT_TOOLS").as_deref() == Ok("1")
+}
+
+fn soak() -> bool {
+    std::env::var("QSPOOL_SOAK").as_deref() == Ok("1")
+}
+
+/// Whether the test may run: it needs root and every tool in `tools` on the PATH. Says why on
+/// stderr when it may not, or panics when CI demands that it runs.
+fn need(tools: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    let uid = Command::new("id").arg("-u").output().ok();
+    if uid.map(|o| o.stdout != b"0\n") != Some(false) {
+        missing.push("root".to_owned());
+    }
+    for tool in tools {
+        let found = std::env::var_os("PATH").is_some_and(|p| {
+            std::env::split_paths(&p)
+                .chain(["/usr/sbin".into(), "/sbin".into()])
+                .any(|d| d.join(tool).is_file())
+        });
+        if !found {
+            missing.push((*tool).to_owned());
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!("skipped: needs {}", missing.join(", "));
+    assert!(!strict(), "QSPOOL_TEST_NEEDS_ROOT_TOOLS=1 but {why}");
+    eprintln!("{why}");
+    false
+}
+
+/// The qspool executable these tests judge: `QSPOOL_BIN_UNDER_TEST` when set (to show that a
+/// deliberately broken build fails them), else the one cargo built.
+fn bin() -> PathBuf {
+    std::env::var_os("QSPOOL_BIN_UNDER_TEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(qspool_bin()))
+}
+
+/// A qspool command against `spool`, with no inherited spool settings.
+fn q(spool: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.env_remove("QSPOOL_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .arg("--spool")
+        .arg(spool)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Runs `c` with `input` on standard input; a process still running after `limit` is killed
+/// (a straggler must never hang the suite), and then reads as killed by a signal.
+fn run_limited(mut c: Command, input: Option<&[u8]>, limit: Duration) -> Output {
+    if input.is_some() {
+        c.stdin(Stdio::piped());
+    }
+    let mut child = c.spawn().expect("spawn");
+    if let Some(bytes) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        // A process that fails early closes its end; that is its business, not ours.
+        let _ = stdin.write_all(bytes);
+    }
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() || start.elapsed() > limit {
+            let _ = child.kill();
+            return child.wait_with_output().expect("collect output");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn run_q(spool: &Path, args: &[&str], input: Option<&[u8]>) -> Output {
+    run_limited(q(spool, args), input, Duration::from_secs(60))
+}
+
+/// Runs a system tool; panics with its output when it fails.
+fn tool(prog: &str, args: &[&str]) -> Output {
+    let o = Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{prog}: {e}"));
+    assert!(
+        o.status.success(),
+        "{prog} {args:?}: {}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+/// Every error a command reports is one line: `qspool: ...`, and it never panics.
+fn assert_clean_stderr(o: &Output, what: &str) {
+    let err = stderr(o);
+    assert!(!err.contains("panicked"), "{what} panicked: {err}");
+    if o.status.code() == Some(1) {
+        assert_eq!(err.lines().count(), 1, "{what}: stderr {err:?}");
+    }
+    for line in err.lines() {
+        assert!(line.starts_with("qspool: "), "{what}: stderr {err:?}");
+    }
+}
+
+/// A small random generator, seeded from the clock (the seed is printed so a failure can be
+/// replayed with `QSPOOL_FAULT_SEED`).
+struct Rng(u64);
+
+impl Rng {
+    fn new(what: &str) -> Rng {
+        let seed = std::env::var("QSPOOL_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| now_ms() ^ u64::from(std::process::id()) << 20);
+        eprintln!("{what}: seed {seed}");
+        Rng(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A unique, self-checking body: its name, then filler derived from it, `len` bytes in all.
+fn body(tag: &str, len: usize) -> Vec<u8> {
+    let mut b = format!("{tag}:").into_bytes();
+    let mut x = tag
+        .bytes()
+        .fold(7u32, |h, c| h.wrapping_mul(31).wrapping_add(c.into()));
+    while b.len() < len.max(tag.len() + 2) {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        b.push(b'a' + (x >> 16) as u8 % 26);
+    }
+    b
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mounts that clean up after themselves, panics included.
+
+/// A filesystem mounted for one test under its own tempdir: a tmpfs, or an image file on a
+/// loop device. Dropping it unmounts (lazily, so a straggler cannot keep it) and detaches.
+struct Mount {
+    point: PathBuf,
+    fstype: String,
+    opts: String,
+    loopdev: Option<String>,
+}
+
+impl Mount {
+    fn tmpfs(dir: &Path, opts: &str) -> Mount {
+        let point = dir.join("mnt");
+        std::fs::create_dir_all(&point).unwrap();
+        let m = Mount {
+            point,
+            fstype: "tmpfs".into(),
+            opts: opts.into(),
+            loopdev: None,
+        };
+        m.mount();
+        m
+    }
+
+    /// A fresh `fstype` filesystem of `mb` MiB in an image file in `dir`.
+    fn image(dir: &Path, fstype: &str, mb: u64, opts: &str) -> Mount {
+        let img = dir.join(format!("{fstype}.img"));
+        let f = std::fs::File::create(&img).unwrap();
+        f.set_len(mb << 20).unwrap();
+        drop(f);
+        let img_s = img.to_str().unwrap();
+        match fstype {
+            "ext4" => tool("mkfs.ext4", &["-q", "-F", img_s]),
+            "xfs" => tool("mkfs.xfs", &["-q", "-f", img_s]),
+            _ => panic!("no mkfs for {fstype}"),
+        };
+        let point = dir.join("mnt");
+        std::fs::create_dir_all(&point).unwrap();
+        let dev = tool("losetup", &["-f", "--show", img_s]);
+        let m = Mount {
+            point,
+            fstype: fstype.into(),
+            opts: opts.into(),
+            loopdev: Some(stdout(&dev).trim().to_owned()),
+        };
+        m.mount();
+        m
+    }
+
+    fn source(&self) -> &str {
+        self.loopdev.as_deref().unwrap_or("tmpfs")
+    }
+
+    fn mount(&self) {
+        let mut args = vec!["-t", &self.fstype];
+        if !self.opts.is_empty() {
+            args.extend(["-o", &self.opts]);
+        }
+        args.extend([self.source(), self.point.to_str().unwrap()]);
+        tool("mount", &args);
+    }
+
+    fn umount(&self) {
+        tool("umount", &[self.point.to_str().unwrap()]);
+    }
+
+    /// `mount -o remount,OPTS`: read-only and back.
+    fn remount(&self, opts: &str) {
+        let o = format!("remount,{opts}");
+        tool("mount", &["-o", &o, self.point.to_str().unwrap()]);
+    }
+
+    /// Stops the filesystem dead, as a power cut would: nothing more reaches the device, and
+    /// what its journal had not committed is gone (`shutdown` without `-f` flushes nothing).
+    fn power_cut(&self) {
+        tool(
+            "xfs_io",
+            &["-x", "-c", "shutdown", self.point.to_str().unwrap()],
+        );
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let p = self.point.to_str().unwrap().to_owned();
+        // Only what is still mounted here; errors cannot be raised from a drop.
+        let mounted = std::fs::read_to_string("/proc/self/mounts")
+            .map(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(p.as_str())))
+            .unwrap_or(false);
+        if mounted {
+            let _ = Command::new("umount").args(["-l", &p]).output();
+        }
+        if let Some(dev) = &self.loopdev {
+            let _ = Command::new("losetup").args(["-d", dev]).output();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the spool back.
+
+/// Every message file of the spool (tmp/ excluded): (state, file name, bytes). Unreadable files
+/// are reported as such rather than skipped.
+fn messages(spool: &Path) -> Vec<(String, String, Vec<u8>)> {
+    fn walk(dir: &Path, state: &str, out: &mut Vec<(String, String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let e = e.unwrap();
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                walk(&p, state, out);
+            } else {
+                let name = e.file_name().into_string().unwrap();
+                let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                out.push((state.to_owned(), name, bytes));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for state in ["new", "leased", "done", "dead"] {
+        walk(&spool.join(state), state, &mut out);
+    }
+    out
+}
+
+fn tmp_names(spool: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(spool.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The durability promise after a crash: every message whose push returned 0 is in exactly one
+/// state with exactly its bytes, and every message file is whole: non-empty here (every body of
+/// these tests is) and the body of some push attempt.
+fn assert_intact(
+    spool: &Path,
+    acked_pushes: &BTreeMap<String, Vec<u8>>,
+    attempts: &BTreeSet<Vec<u8>>,
+) {
+    let mut by_id: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
+    for (state, name, bytes) in messages(spool) {
+        assert!(!bytes.is_empty(), "empty message file {state}/{name}");
+        assert!(
+            attempts.contains(&bytes),
+            "{state}/{name} holds bytes no push sent: {:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
+        );
+        by_id
+            .entry(id_of(&name).to_owned())
+            .or_default()
+            .push((state, bytes));
+    }
+    let mut lost = Vec::new();
+    for (id, want) in acked_pushes {
+        match by_id.get(id).map(Vec::as_slice) {
+            None | Some([]) => lost.push(id.clone()),
+            Some([(_, got)]) => assert!(got == want, "{id}: bytes differ from what was pushed"),
+            Some(many) => panic!(
+                "{id} is in {} places: {:?}",
+                many.len(),
+                many.iter().map(|m| &m.0).collect::<Vec<_>>()
+            ),
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged pushes are gone after the power cut (tmp/ holds {:?}): {lost:?}",
+        lost.len(),
+        acked_pushes.len(),
+        tmp_names(spool)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Power loss.
+
+/// What one run of producers and consumers has seen, shared between their threads.
+struct Load {
+    spool: PathBuf,
+    h: Arc<History>,
+    /// Pushes that returned 0: id -> body.
+    pushed: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// Every body a push was attempted with.
+    attempts: Mutex<BTreeSet<Vec<u8>>>,
+    /// (consumer, id) of every delivery since the last power cut.
+    delivered: Mutex<Vec<(String, String)>>,
+    /// Commands that failed while nothing was wrong, or failed untidily.
+    complaints: Mutex<Vec<String>>,
+    /// Set once the fault is in: failures are expected from then on.
+    faulted: AtomicBool,
+    serial: AtomicU64,
+}
+
+impl Load {
+    fn new(spool: &Path, h: Arc<History>) -> Arc<Load> {
+        Arc::new(Load {
+            spool: spool.to_owned(),
+            h,
+            pushed: Mutex::default(),
+            attempts: Mutex::default(),
+            delivered: Mutex::default(),
+            complaints: Mutex::default(),
+            faulted: AtomicBool::new(false),
+            serial: AtomicU64::new(0),
+        })
+    }
+
+    /// Judges a command that did not succeed: it must fail tidily, and only once the fault is in.
+    fn failed(&self, what: &str, o: &Output) {
+        let err = stderr(o);
+        let tidy = o.status.code() == Some(1)
+            && err.lines().count() == 1
+            && err.starts_with("qspool: ")
+            && !err.contains("panicked");
+        if !tidy || !self.faulted.load(Ordering::SeqCst) {
+            self.complaints.lock().unwrap().push(format!(
+                "{what}: exit {:?}, stderr {err:?} (fault in: {})",
+                o.status.code(),
+                self.faulted.load(Ordering::SeqCst)
+            ));
+        }
+    }
+
+    /// Pushes `n` fresh bodies: one argument when `n` is 1, else one `push --lines` batch.
+    /// Records the attempt before and the ids after, as the history wants.
+    fn push(&self, who: &str, n: usize, rng: &mut Rng) {
+        let bodies: Vec<Vec<u8>> = (0..n)
+            .map(|_| {
+                let k = self.serial.fetch_add(1, Ordering::SeqCst);
+                body(&format!("{who}-{k}"), 8 + rng.below(6000) as usize)
+            })
+            .collect();
+        for b in &bodies {
+            self.attempts.lock().unwrap().insert(b.clone());
+            self.h.push_attempt(b);
+        }
+        let o = if n == 1 {
+            let arg = String::from_utf8(bodies[0].clone()).unwrap();
+            run_limited(
+                q(&self.spool, &["push", &arg]),
+                None,
+                Duration::from_secs(10),
+            )
+        } else {
+            let input = bodies.join(&b'\n');
+            run_limited(
+                q(&self.spool, &["push", "--lines"]),
+                Some(&input),
+                Duration::from_secs(10),
+            )
+        };
+        let ids = lines(&o);
+        if o.status.code() == Some(0) {
+            assert_eq!(ids.len(), n, "push printed {ids:?}");
+        } else {
+            self.failed(&format!("push by {who}"), &o);
+        }
+        // Ids printed before a failure are durable too (earlier commits of one --lines run).
+        for (id, b) in ids.iter().zip(&bodies) {
+            if o.status.code() == Some(0) || n > 1 {
+                self.h.push_ok(id, b);
+                self.pushed.lock().unwrap().insert(id.clone(), b.clone());
+            }
+        }
+    }
+
+    /// One consumer step: pop, then mostly ack, sometimes requeue. False when the queue was
+    /// empty.
+    fn consume(&self, who: &str, rng: &mut Rng) -> bool {
+        let o = run_limited(
+            q(&self.spool, &["pop", "--json", "--lease", "2s"]),
+            None,
+            Duration::from_secs(10),
+        );
+        match o.status.code() {
+            Some(0) => {}
+            Some(3) => return false,
+            _ => {
+                self.failed(&format!("pop by {who}"), &o);
+                return false;
+            }
+        }
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let (id, rc) = (id(&v), receipt(&v));
+        let payload = v["body"].as_str().unwrap_or_default().as_bytes().to_vec();
+        self.h
+            .delivered(who, &id, v["attempt"].as_u64().unwrap(), &payload);
+        self.delivered
+            .lock()
+            .unwrap()
+            .push((who.to_owned(), id.clone()));
+        let requeue = rng.below(8) == 0;
+        let verb = if requeue { "requeue" } else { "ack" };
+        let o = run_limited(q(&self.spool, &[verb, &rc]), None, Duration::from_secs(10));
+        if o.status.code() == Some(0) {
+            if requeue {
+                self.h.lease_ended(who, &id, "requeued");
+            } else {
+                self.h.acked(who, &id);
+            }
+        } else {
+            self.failed(&format!("{verb} by {who}"), &o);
+        }
+        true
+    }
+
+    fn complaints(&self) -> Vec<String> {
+        self.complaints.lock().unwrap().clone()
+    }
+}
+
+/// Producers and consumers run on `fs` on a loop device; at a random moment its power is cut.
+/// After each cut, every push that returned 0 must be back, whole, when it is mounted again;
+/// after the last, a drain must satisfy the history checker.
+///
+/// Half the rounds cut while producers are mid-push. The other half first let the producers
+/// finish, then push once more and cut at once: that push's renames are then the only ones its
+/// commit made durable (the journal commits on every fsync, so the producers' own fsyncs would
+/// otherwise make an unsynced rename of another push durable by chance), which makes a missing
+/// directory fsync lose it on every such round.
+fn power_loss(fs: &str) {
+    let mkfs = format!("mkfs.{fs}");
+    if !need(&[&mkfs, "xfs_io", "losetup", "mount", "umount"]) {
+        return;
+    }
+    let rounds = if soak() { 24 } else { 4 };
+    let dir = tempfile::tempdir().unwrap();
+    // A long commit interval: only fsyncs make anything durable, as on a busy disk in the
+    // instant before a cut.
+    let (mb, opts) = match fs {
+        "ext4" => (64, "commit=120"),
+        _ => (320, ""),
+    };
+    let m = Mount::image(dir.path(), fs, mb, opts);
+    let spool = m.point.join("spool");
+    let o = run_q(&spool, &["init", "--lease", "2s"], None);
+    assert_exit(&o, 0);
+    let h = History::new(&dir.path().join("history"));
+    let load = Load::new(&spool, h.clone());
+    let mut rng = Rng::new(&format!("power_loss_{fs}"));
+    let mut cut_mid_push = 0;
+    for round in 0..rounds {
+        load.faulted.store(false, Ordering::SeqCst);
+        let stop_producers = Arc::new(AtomicBool::new(false));
+        let stop_consumers = Arc::new(AtomicBool::new(false));
+        let mut producers = Vec::new();
+        let mut consumers = Vec::new();
+        for p in 0..2 {
+            let (load, stop) = (load.clone(), stop_producers.clone());
+            let mut r = Rng(rng.next() | 1);
+            producers.push(std::thread::spawn(move || {
+                let who = format!("r{round}p{p}");
+                while !stop.load(Ordering::SeqCst) {
+                    let n = if r.below(4) == 0 { 3 } else { 1 };
+                    load.push(&who, n, &mut r);
+                }
+            }));
+        }
+        for c in 0..2 {
+            let (load, stop) = (load.clone(), stop_consumers.clone());
+            let mut r = Rng(rng.next() | 1);
+            consumers.push(std::thread::spawn(move || {
+                let who = format!("r{round}c{c}");
+                while !stop.load(Ordering::SeqCst) {
+                    if !load.consume(&who, &mut r) {
+                        std::thread::sleep(Duration::from_millis(3));
+                    }
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(150 + rng.below(500)));
+        let tail = round % 2 == 0;
+        if tail {
+            stop_producers.store(true, Ordering::SeqCst);
+            for t in producers.drain(..) {
+                t.join().unwrap();
+            }
+            load.push(&format!("r{round}tail"), 1, &mut rng);
+        } else {
+            cut_mid_push += 1;
+        }
+        load.faulted.store(true, Ordering::SeqCst);
+        m.power_cut();
+        stop_producers.store(true, Ordering::SeqCst);
+        stop_consumers.store(true, Ordering::SeqCst);
+        for t in producers.into_iter().chain(consumers) {
+            t.join().unwrap();
+        }
+        // A cut may undo any lease, ack or requeue since the journal's last commit: every
+        // delivery of this round may come again, and that is no fault.
+        for (who, id) in load.delivered.lock().unwrap().drain(..) {
+            h.lease_ended(&who, &id, "power cut");
+        }
+        m.umount();
+        m.mount();
+        assert_intact(
+            &spool,
+            &load.pushed.lock().unwrap(),
+            &load.attempts.lock().unwrap(),
+        );
+        let fsck = run_q(&spool, &["fsck"], None);
+        assert_exit(&fsck, 0);
+    }
+    let complaints = load.complaints();
+    assert!(complaints.is_empty(), "{complaints:#?}");
+    checker::drain(&spool, &h, Duration::from_secs(30));
+    let verdict = h.check(&spool);
+    eprintln!(
+        "power_loss_{fs}: {rounds} cuts ({cut_mid_push} mid-push), {}",
+        verdict.summary()
+    );
+    verdict.assert_ok();
+}
+
+#[test]
+fn power_loss_on_ext4_keeps_every_acknowledged_push() {
+    power_loss("ext4");
+}
+
+#[test]
+fn power_loss_on_xfs_keeps_every_acknowledged_push() {
+    power_loss("xfs");
+}
