@@ -592,3 +592,188 @@ fn power_loss_on_ext4_keeps_every_acknowledged_push() {
 fn power_loss_on_xfs_keeps_every_acknowledged_push() {
     power_loss("xfs");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2. A full disk: no room for data, then no inodes.
+
+/// Asserts a tidy ENOSPC failure: exit 1 and one `qspool: ` line naming a path in the spool and
+/// the cause.
+fn assert_no_space(o: &Output, spool: &Path) {
+    assert_exit(o, 1);
+    let line = one_error_line(o);
+    assert!(
+        line.contains(spool.to_str().unwrap()),
+        "the error names no path in the spool: {line}"
+    );
+    assert!(line.contains("No space left on device"), "{line}");
+}
+
+/// The ids of every message in new/.
+fn ready_ids(spool: &Path) -> BTreeSet<String> {
+    messages(spool)
+        .into_iter()
+        .filter(|m| m.0 == "new")
+        .map(|m| id_of(&m.1).to_owned())
+        .collect()
+}
+
+/// Pops and acks everything visible, checking each payload against `pushed`; returns how many.
+fn drain_checked(spool: &Path, pushed: &BTreeMap<String, Vec<u8>>) -> usize {
+    let mut n = 0;
+    loop {
+        let o = run_q(spool, &["pop", "--json"], None);
+        if o.status.code() == Some(3) {
+            return n;
+        }
+        assert_exit(&o, 0);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let want = pushed
+            .get(&id(&v))
+            .unwrap_or_else(|| panic!("popped unknown {v}"));
+        assert_eq!(v["body"].as_str().unwrap().as_bytes(), want.as_slice());
+        assert_exit(&run_q(spool, &["ack", &receipt(&v)], None), 0);
+        n += 1;
+    }
+}
+
+/// Fills what is left of the filesystem at `dir` with one file; returns its path.
+fn fill(dir: &Path) -> PathBuf {
+    let p = dir.join("filler");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let chunk = vec![0u8; 4096];
+    loop {
+        if let Err(e) = f.write_all(&chunk) {
+            assert_eq!(e.raw_os_error(), Some(28), "filling: {e}");
+            return p;
+        }
+    }
+}
+
+fn push_one(spool: &Path, b: &[u8], pushed: &mut BTreeMap<String, Vec<u8>>) -> Output {
+    let o = run_q(spool, &["push"], Some(b));
+    if o.status.code() == Some(0) {
+        let ids = lines(&o);
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        pushed.insert(ids[0].clone(), b.to_vec());
+    }
+    o
+}
+
+#[test]
+fn a_full_disk_fails_push_cleanly_and_keeps_the_queue_working() {
+    if !need(&["mount", "umount"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mount::tmpfs(dir.path(), "size=1m");
+    let spool = m.point.join("spool");
+    assert_exit(&run_q(&spool, &["init"], None), 0);
+    let mut pushed = BTreeMap::new();
+    for i in 0..3 {
+        assert_exit(
+            &push_one(&spool, &body(&format!("small{i}"), 100), &mut pushed),
+            0,
+        );
+    }
+    let held = run_q(&spool, &["pop", "--json"], None);
+    assert_exit(&held, 0);
+    let held: Value = serde_json::from_slice(&held.stdout).unwrap();
+
+    // A payload bigger than the disk: it fails while writing, and leaves nothing behind.
+    let o = push_one(&spool, &body("huge", 2 << 20), &mut pushed);
+    assert_no_space(&o, &spool);
+    assert!(tmp_names(&spool).is_empty(), "tmp/ {:?}", tmp_names(&spool));
+
+    // A stream of lines overflows part way: exactly the messages whose ids were printed are
+    // in new/, each whole.
+    let before = ready_ids(&spool);
+    let batch: Vec<Vec<u8>> = (0..1500).map(|i| body(&format!("line{i}"), 1000)).collect();
+    let o = run_q(&spool, &["push", "--lines"], Some(&batch.join(&b'\n')));
+    assert_no_space(&o, &spool);
+    let printed = lines(&o);
+    assert!(
+        !printed.is_empty() && printed.len() < batch.len(),
+        "{}",
+        printed.len()
+    );
+    for (id, b) in printed.iter().zip(&batch) {
+        pushed.insert(id.clone(), b.clone());
+    }
+    let after = ready_ids(&spool);
+    let added: BTreeSet<String> = after.difference(&before).cloned().collect();
+    assert_eq!(added, printed.iter().cloned().collect::<BTreeSet<_>>());
+    assert!(tmp_names(&spool).is_empty(), "tmp/ {:?}", tmp_names(&spool));
+    assert_intact(&spool, &pushed, &pushed.values().cloned().collect());
+
+    // Not a byte left: even a small push fails, but leasing, acking and requeueing need no
+    // space and go on.
+    let filler = fill(&m.point);
+    assert_no_space(&push_one(&spool, b"tiny", &mut pushed), &spool);
+    assert!(tmp_names(&spool).is_empty(), "tmp/ {:?}", tmp_names(&spool));
+    assert_exit(&run_q(&spool, &["ack", &receipt(&held)], None), 0);
+    let v =
+        serde_json::from_slice::<Value>(&run_q(&spool, &["pop", "--json"], None).stdout).unwrap();
+    assert_exit(&run_q(&spool, &["requeue", &receipt(&v)], None), 0);
+    let full_drain = drain_checked(&spool, &pushed);
+    assert_eq!(
+        full_drain,
+        pushed.len() - 1,
+        "every message but the acked one is delivered"
+    );
+
+    // Space again (the filler, and what was acked): push works.
+    std::fs::remove_file(filler).unwrap();
+    assert_exit(&run_q(&spool, &["purge", "--done"], None), 0);
+    assert_exit(&push_one(&spool, b"after", &mut pushed), 0);
+    assert_eq!(drain_checked(&spool, &pushed), 1);
+    assert_exit(&run_q(&spool, &["fsck"], None), 0);
+}
+
+#[test]
+fn running_out_of_inodes_fails_push_cleanly_and_keeps_the_queue_working() {
+    if !need(&["mount", "umount"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mount::tmpfs(dir.path(), "nr_inodes=64");
+    let spool = m.point.join("spool");
+    assert_exit(&run_q(&spool, &["init"], None), 0);
+    // One inode held back, to be freed later for a push that can create its file but not its
+    // bucket.
+    let spare = m.point.join("spare");
+    std::fs::write(&spare, b"").unwrap();
+    let mut pushed = BTreeMap::new();
+    let mut i = 0;
+    let failed = loop {
+        let o = push_one(&spool, &body(&format!("m{i}"), 50), &mut pushed);
+        if o.status.code() != Some(0) {
+            break o;
+        }
+        i += 1;
+        assert!(i < 1000, "64 inodes never ran out");
+    };
+    assert_no_space(&failed, &spool);
+    assert!(tmp_names(&spool).is_empty(), "tmp/ {:?}", tmp_names(&spool));
+    assert_eq!(ready_ids(&spool), pushed.keys().cloned().collect());
+
+    // One inode free: the file is created, its bucket (an hour ahead) cannot be; the file goes.
+    std::fs::remove_file(&spare).unwrap();
+    let late = body("late", 50);
+    let o = run_q(&spool, &["push", "--delay", "1h"], Some(&late));
+    assert_no_space(&o, &spool);
+    assert!(
+        stderr(&o).contains("rename"),
+        "failed before its bucket: {}",
+        stderr(&o)
+    );
+    assert!(tmp_names(&spool).is_empty(), "tmp/ {:?}", tmp_names(&spool));
+    assert_intact(&spool, &pushed, &pushed.values().cloned().collect());
+
+    // Delivery needs no inode; purging what was acked frees them, and push works again.
+    assert_eq!(drain_checked(&spool, &pushed), pushed.len());
+    let o = run_q(&spool, &["purge", "--done"], None);
+    assert_exit(&o, 0);
+    assert_exit(&push_one(&spool, &late, &mut pushed), 0);
+    assert_eq!(drain_checked(&spool, &pushed), 1);
+    assert_exit(&run_q(&spool, &["fsck"], None), 0);
+}
