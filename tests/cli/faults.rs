@@ -777,3 +777,312 @@ fn running_out_of_inodes_fails_push_cleanly_and_keeps_the_queue_working() {
     assert_eq!(drain_checked(&spool, &pushed), 1);
     assert_exit(&run_q(&spool, &["fsck"], None), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. I/O errors injected by strace, one failing call at a time.
+
+/// The calls whose failure is injected: every write, every flush to disk, every rename.
+const INJECTED: [&str; 6] = [
+    "write",
+    "fsync",
+    "fdatasync",
+    "rename",
+    "renameat",
+    "renameat2",
+];
+
+/// One command under test, run in a spool prepared for it.
+struct Setup {
+    args: Vec<String>,
+    stdin: Option<Vec<u8>>,
+    /// Bodies the command itself pushes (attempts, recorded before it runs).
+    pushes: Vec<Vec<u8>>,
+}
+
+/// A spool with messages in the states `case` needs, recorded in `h`; returns the command.
+fn prepare(spool: &Path, h: &History, case: &str) -> Setup {
+    let push = |tag: &str| -> String {
+        let b = body(tag, 40);
+        h.push_attempt(&b);
+        let o = run_q(spool, &["push"], Some(&b));
+        assert_exit(&o, 0);
+        let id = stdout(&o).trim().to_owned();
+        h.push_ok(&id, &b);
+        id
+    };
+    let pop = |lease: &str| -> (String, String) {
+        let o = run_q(spool, &["pop", "--json", "--lease", lease], None);
+        assert_exit(&o, 0);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let b = v["body"].as_str().unwrap().as_bytes().to_vec();
+        h.delivered("setup", &id(&v), v["attempt"].as_u64().unwrap(), &b);
+        (id(&v), receipt(&v))
+    };
+    assert_exit(&run_q(spool, &["init"], None), 0);
+    let mut s = Setup {
+        args: Vec::new(),
+        stdin: None,
+        pushes: Vec::new(),
+    };
+    let strs = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    match case {
+        "push" => {
+            let b = body("pushed", 40);
+            s.args = vec!["push".into(), String::from_utf8(b.clone()).unwrap()];
+            s.pushes = vec![b];
+        }
+        "push --lines" => {
+            s.pushes = (0..3).map(|i| body(&format!("line{i}"), 40)).collect();
+            s.stdin = Some(s.pushes.join(&b'\n'));
+            s.args = strs(&["push", "--lines"]);
+        }
+        "pop" | "pop --receipt-file" => {
+            push("ready1");
+            push("ready2");
+            s.args = strs(&["pop", "--json"]);
+            if case == "pop --receipt-file" {
+                let rf = spool.with_file_name("receipt");
+                s.args = vec![
+                    "pop".into(),
+                    "--receipt-file".into(),
+                    rf.display().to_string(),
+                ];
+            }
+        }
+        "ack" | "requeue" | "bury" | "extend" => {
+            push("held");
+            let (_, r) = pop("30s");
+            s.args = vec![case.into(), r];
+            if case == "extend" {
+                s.args.extend(strs(&["--lease", "40s"]));
+            }
+        }
+        "dlq-replay" => {
+            push("buried");
+            let (id, r) = pop("30s");
+            assert_exit(&run_q(spool, &["bury", &r], None), 0);
+            h.lease_ended("setup", &id, "buried");
+            s.args = vec!["dlq-replay".into(), id];
+        }
+        "requeue --expired" => {
+            push("expired");
+            push("ready");
+            let (id, _) = pop("1ms");
+            h.lease_ended("setup", &id, "expired");
+            std::thread::sleep(Duration::from_millis(5));
+            s.args = strs(&["requeue", "--expired"]);
+        }
+        "work" => {
+            push("worked");
+            s.args = strs(&["work", "--", "true"]);
+        }
+        _ => panic!("no case {case}"),
+    }
+    s
+}
+
+/// `strace -f -qq -o TRACE -e trace=...` around qspool: with `inject`, the `when`th call of
+/// `syscall` (in each process) fails with EIO. Returns the output and the trace.
+fn straced(spool: &Path, s: &Setup, syscall: &str, inject: Option<u64>) -> (Output, String) {
+    let trace = spool.with_file_name(format!("trace.{syscall}"));
+    let mut c = Command::new("strace");
+    c.arg("-f")
+        .arg("-qq")
+        .arg("-o")
+        .arg(&trace)
+        .arg(format!("-etrace={syscall},close,openat"));
+    if let Some(n) = inject {
+        c.arg(format!("-einject={syscall}:error=EIO:when={n}"));
+    }
+    c.arg(bin())
+        .env_remove("QSPOOL_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .arg("--spool")
+        .arg(spool)
+        .args(&s.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let o = run_limited(c, s.stdin.as_deref(), Duration::from_secs(60));
+    let t = std::fs::read_to_string(&trace).unwrap_or_default();
+    (o, t)
+}
+
+/// How many calls of `syscall` the busiest process of the trace made (`when` counts per
+/// process).
+fn calls(trace: &str, syscall: &str) -> u64 {
+    let mut per_pid: BTreeMap<&str, u64> = BTreeMap::new();
+    for l in trace.lines() {
+        let mut w = l.splitn(2, ' ');
+        let (pid, rest) = (w.next().unwrap(), w.next().unwrap_or("").trim_start());
+        if rest.starts_with(&format!("{syscall}(")) {
+            *per_pid.entry(pid).or_default() += 1;
+        }
+    }
+    per_pid.into_values().max().unwrap_or(0)
+}
+
+/// An fsync that failed must not be retried on the same descriptor and then trusted: after the
+/// injected failure on fd N, a later successful `fsync(N)` needs a `close(N)` in between (the
+/// number then names another file).
+fn fsync_retried(trace: &str) -> Option<String> {
+    let mut failed: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for l in trace.lines() {
+        let mut w = l.splitn(2, ' ');
+        let (pid, rest) = (
+            w.next().unwrap().to_owned(),
+            w.next().unwrap_or("").trim_start(),
+        );
+        let fd_of = |call: &str| {
+            rest.strip_prefix(call)
+                .and_then(|r| r.split(')').next())
+                .map(str::to_owned)
+        };
+        if let Some(fd) = fd_of("fsync(").or_else(|| fd_of("fdatasync(")) {
+            if rest.contains("(INJECTED)") {
+                failed.insert((pid, fd), true);
+            } else if failed.get(&(pid, fd.clone())) == Some(&true) && rest.ends_with("= 0") {
+                return Some(l.to_owned());
+            }
+        } else if let Some(fd) = fd_of("close(") {
+            failed.remove(&(pid, fd));
+        }
+    }
+    None
+}
+
+/// Every command, every write, flush and rename it makes failing in turn with EIO: the command
+/// must then fail (exit 1, one line naming the cause), print no id it did not make durable,
+/// strand no lease, and leave a spool the history checker accepts after a drain.
+#[test]
+fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
+    if !need(&["strace"]) {
+        return;
+    }
+    let cases = [
+        "push",
+        "push --lines",
+        "pop",
+        "pop --receipt-file",
+        "ack",
+        "requeue",
+        "extend",
+        "bury",
+        "dlq-replay",
+        "requeue --expired",
+        "work",
+    ];
+    let mut findings = Vec::new();
+    let mut injected = 0;
+    for case in cases {
+        for syscall in INJECTED {
+            let dir = tempfile::tempdir().unwrap();
+            let spool = dir.path().join("spool");
+            let h = History::new(&dir.path().join("baseline"));
+            let s = prepare(&spool, &h, case);
+            let (o, t) = straced(&spool, &s, syscall, None);
+            assert_exit(&o, 0);
+            let n = calls(&t, syscall);
+            if n > 0 {
+                eprintln!("io errors: {case}: {n} {syscall}");
+            }
+            for when in 1..=n {
+                let dir = tempfile::tempdir().unwrap();
+                let spool = dir.path().join("spool");
+                let h = History::new(&dir.path().join("history"));
+                let s = prepare(&spool, &h, case);
+                let leased_before: BTreeSet<String> = std::fs::read_dir(spool.join("leased"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect();
+                for b in &s.pushes {
+                    h.push_attempt(b);
+                }
+                let (o, t) = straced(&spool, &s, syscall, Some(when));
+                let Some(hit) = t.lines().find(|l| l.contains("(INJECTED)")) else {
+                    continue;
+                };
+                injected += 1;
+                let what = format!("{case} with {syscall} #{when} failing [{hit}]");
+                let code = o.status.code();
+                let err = stderr(&o);
+                // What a command says on standard error about its progress is best effort;
+                // everything else it writes, flushes or renames is a step.
+                let diagnostic = hit.contains(" write(2,");
+                if code != Some(1) && !diagnostic {
+                    findings.push(format!("{what}: exit {code:?}, stderr {err:?}"));
+                } else if !((err.lines().count() == 1 || case == "work")
+                    && err.lines().all(|l| l.starts_with("qspool: "))
+                    && err.contains("Input/output error"))
+                    && !diagnostic
+                {
+                    findings.push(format!("{what}: stderr {err:?}"));
+                }
+                if let Some(l) = fsync_retried(&t) {
+                    findings.push(format!("{what}: fsync retried and trusted: {l}"));
+                }
+                // Ids printed are durable messages; a single push that failed prints none.
+                let printed = lines(&o);
+                if case.starts_with("push") {
+                    if case == "push" && code != Some(0) && !printed.is_empty() {
+                        findings.push(format!("{what}: printed {printed:?} and failed"));
+                    }
+                    for (id, b) in printed.iter().zip(&s.pushes) {
+                        h.push_ok(id, b);
+                    }
+                }
+                // A pop that failed holds nothing: what it leased it gave back.
+                let leased_after: BTreeSet<String> = std::fs::read_dir(spool.join("leased"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect();
+                if case.starts_with("pop") {
+                    if code == Some(0) {
+                        findings.push(format!("{what}: succeeded"));
+                    } else if !o.stdout.is_empty() {
+                        // Its lease is given back: a payload that still reached the reader
+                        // would be worked on while another consumer may hold it.
+                        findings.push(format!(
+                            "{what}: failed, released its lease, yet wrote {:?}",
+                            stdout(&o)
+                        ));
+                    } else if leased_after != leased_before {
+                        findings.push(format!(
+                            "{what}: stranded lease {:?}",
+                            leased_after.difference(&leased_before).collect::<Vec<_>>()
+                        ));
+                    }
+                }
+                // A lease the command was to end: acked, or ended otherwise (a requeue whose
+                // fsync failed after its rename has moved the message all the same).
+                for r in leased_before.difference(&leased_after) {
+                    if case == "ack" && code == Some(0) {
+                        h.acked("setup", id_of(r));
+                    } else {
+                        h.lease_ended("setup", id_of(r), &format!("{case} exited {code:?}"));
+                    }
+                }
+                // A lease the command failed to end is still held, by its receipt.
+                for r in &leased_after {
+                    let a = run_q(&spool, &["ack", r], None);
+                    if a.status.code() == Some(0) {
+                        h.acked("setup", id_of(r));
+                    }
+                }
+                checker::drain(&spool, &h, Duration::from_secs(10));
+                let v = h.check(&spool);
+                if !v.failures().is_empty() {
+                    findings.push(format!("{what}: {:?}", v.failures()));
+                }
+            }
+        }
+    }
+    eprintln!("io errors: {injected} injected");
+    assert!(injected > 40, "only {injected} faults were injected");
+    assert!(
+        findings.is_empty(),
+        "{} findings:\n{}",
+        findings.len(),
+        findings.join("\n")
+    );
+}
