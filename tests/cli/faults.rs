@@ -114,18 +114,6 @@ fn tool(prog: &str, args: &[&str]) -> Output {
     o
 }
 
-/// Every error a command reports is one line: `qspool: ...`, and it never panics.
-fn assert_clean_stderr(o: &Output, what: &str) {
-    let err = stderr(o);
-    assert!(!err.contains("panicked"), "{what} panicked: {err}");
-    if o.status.code() == Some(1) {
-        assert_eq!(err.lines().count(), 1, "{what}: stderr {err:?}");
-    }
-    for line in err.lines() {
-        assert!(line.starts_with("qspool: "), "{what}: stderr {err:?}");
-    }
-}
-
 /// A small random generator, seeded from the clock (the seed is printed so a failure can be
 /// replayed with `QSPOOL_FAULT_SEED`).
 struct Rng(u64);
@@ -355,8 +343,12 @@ struct Load {
     attempts: Mutex<BTreeSet<Vec<u8>>>,
     /// (consumer, id) of every delivery since the last power cut.
     delivered: Mutex<Vec<(String, String)>>,
+    /// The receipt of every lease a pop handed out.
+    receipts: Mutex<BTreeSet<String>>,
     /// Commands that failed while nothing was wrong, or failed untidily.
     complaints: Mutex<Vec<String>>,
+    /// How many commands failed for each cause (the end of their error line).
+    causes: Mutex<BTreeMap<String, usize>>,
     /// Set once the fault is in: failures are expected from then on.
     faulted: AtomicBool,
     serial: AtomicU64,
@@ -370,6 +362,8 @@ impl Load {
             pushed: Mutex::default(),
             attempts: Mutex::default(),
             delivered: Mutex::default(),
+            receipts: Mutex::default(),
+            causes: Mutex::default(),
             complaints: Mutex::default(),
             faulted: AtomicBool::new(false),
             serial: AtomicU64::new(0),
@@ -379,6 +373,13 @@ impl Load {
     /// Judges a command that did not succeed: it must fail tidily, and only once the fault is in.
     fn failed(&self, what: &str, o: &Output) {
         let err = stderr(o);
+        let cause = err.trim_end().rsplit(": ").next().unwrap_or_default();
+        *self
+            .causes
+            .lock()
+            .unwrap()
+            .entry(cause.to_owned())
+            .or_default() += 1;
         let tidy = o.status.code() == Some(1)
             && err.lines().count() == 1
             && err.starts_with("qspool: ")
@@ -460,6 +461,7 @@ impl Load {
             .lock()
             .unwrap()
             .push((who.to_owned(), id.clone()));
+        self.receipts.lock().unwrap().insert(rc.clone());
         let requeue = rng.below(8) == 0;
         let verb = if requeue { "requeue" } else { "ack" };
         let o = run_limited(q(&self.spool, &[verb, &rc]), None, Duration::from_secs(10));
@@ -471,8 +473,14 @@ impl Load {
             }
         } else {
             self.failed(&format!("{verb} by {who}"), &o);
+            // This consumer gives the message up; its lease runs out.
+            self.h.lease_ended(who, &id, &format!("{verb} failed"));
         }
         true
+    }
+
+    fn causes(&self) -> BTreeMap<String, usize> {
+        std::mem::take(&mut self.causes.lock().unwrap())
     }
 
     fn complaints(&self) -> Vec<String> {
@@ -510,6 +518,7 @@ fn power_loss(fs: &str) {
     let load = Load::new(&spool, h.clone());
     let mut rng = Rng::new(&format!("power_loss_{fs}"));
     let mut cut_mid_push = 0;
+    let mut failures = 0;
     for round in 0..rounds {
         load.faulted.store(false, Ordering::SeqCst);
         let stop_producers = Arc::new(AtomicBool::new(false));
@@ -562,6 +571,13 @@ fn power_loss(fs: &str) {
         for (who, id) in load.delivered.lock().unwrap().drain(..) {
             h.lease_ended(&who, &id, "power cut");
         }
+        let causes = load.causes();
+        let other: Vec<_> = causes
+            .keys()
+            .filter(|c| !c.starts_with("Input/output error"))
+            .collect();
+        assert!(other.is_empty(), "failures for other causes: {causes:?}");
+        failures += causes.values().sum::<usize>();
         m.umount();
         m.mount();
         assert_intact(
@@ -577,7 +593,7 @@ fn power_loss(fs: &str) {
     checker::drain(&spool, &h, Duration::from_secs(30));
     let verdict = h.check(&spool);
     eprintln!(
-        "power_loss_{fs}: {rounds} cuts ({cut_mid_push} mid-push), {}",
+        "power_loss_{fs}: {rounds} cuts ({cut_mid_push} mid-push), {failures} commands failed after a cut, {}",
         verdict.summary()
     );
     verdict.assert_ok();
@@ -791,6 +807,21 @@ const INJECTED: [&str; 6] = [
     "renameat2",
 ];
 
+/// Every command that changes the spool, as `prepare` knows them.
+const CASES: [&str; 11] = [
+    "push",
+    "push --lines",
+    "pop",
+    "pop --receipt-file",
+    "ack",
+    "requeue",
+    "extend",
+    "bury",
+    "dlq-replay",
+    "requeue --expired",
+    "work",
+];
+
 /// One command under test, run in a spool prepared for it.
 struct Setup {
     args: Vec<String>,
@@ -951,6 +982,96 @@ fn fsync_retried(trace: &str) -> Option<String> {
     None
 }
 
+/// The names in leased/.
+fn leased(spool: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(spool.join("leased"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+/// A command run while one of its steps was made to fail.
+struct Failed<'a> {
+    case: &'a str,
+    setup: &'a Setup,
+    out: &'a Output,
+    spool: &'a Path,
+    leased_before: &'a BTreeSet<String>,
+    what: &'a str,
+    /// What the error line must name.
+    cause: &'a str,
+    /// Whether the failed step was one the command may shrug off.
+    may_succeed: bool,
+}
+
+/// Judges a command whose step failed: it failed tidily, printed no id it did not make durable,
+/// handed out no payload whose lease it gave back, stranded no lease, and left a spool that the
+/// history checker accepts after a drain. Returns what was wrong, one line each.
+fn judge_failed(f: &Failed, h: &History) -> Vec<String> {
+    let (case, o, spool, what) = (f.case, f.out, f.spool, f.what);
+    let mut findings = Vec::new();
+    let code = o.status.code();
+    let err = stderr(o);
+    let tidy = (err.lines().count() == 1 || case == "work")
+        && err.lines().all(|l| l.starts_with("qspool: "))
+        && err.contains(f.cause);
+    match code {
+        Some(1) if !tidy => findings.push(format!("{what}: stderr {err:?}")),
+        Some(1) => {}
+        Some(0) if f.may_succeed => {}
+        _ => findings.push(format!("{what}: exit {code:?}, stderr {err:?}")),
+    }
+    // Ids printed are durable messages; a single push that failed prints none.
+    let printed = lines(o);
+    if case.starts_with("push") {
+        if case == "push" && code != Some(0) && !printed.is_empty() {
+            findings.push(format!("{what}: printed {printed:?} and failed"));
+        }
+        for (id, b) in printed.iter().zip(&f.setup.pushes) {
+            h.push_ok(id, b);
+        }
+    }
+    let leased_after = leased(spool);
+    if case.starts_with("pop") && code != Some(0) {
+        if !o.stdout.is_empty() {
+            // Its lease is given back: a payload that still reached the reader would be worked
+            // on while another consumer may hold it.
+            findings.push(format!(
+                "{what}: failed, released its lease, yet wrote {:?}",
+                stdout(o)
+            ));
+        } else if leased_after != *f.leased_before {
+            // A pop that failed holds nothing: what it leased it gave back.
+            findings.push(format!(
+                "{what}: stranded lease {:?}",
+                leased_after.difference(f.leased_before).collect::<Vec<_>>()
+            ));
+        }
+    }
+    // A lease the command was to end: acked, or ended otherwise (a requeue whose fsync failed
+    // after its rename has moved the message all the same).
+    for r in f.leased_before.difference(&leased_after) {
+        if case == "ack" && code == Some(0) {
+            h.acked("setup", id_of(r));
+        } else {
+            h.lease_ended("setup", id_of(r), &format!("{case} exited {code:?}"));
+        }
+    }
+    // A lease the command failed to end is still held, by its receipt.
+    for r in &leased_after {
+        let a = run_q(spool, &["ack", r], None);
+        if a.status.code() == Some(0) {
+            h.acked("setup", id_of(r));
+        }
+    }
+    checker::drain(spool, h, Duration::from_secs(10));
+    let v = h.check(spool);
+    if !v.failures().is_empty() {
+        findings.push(format!("{what}: {:?}", v.failures()));
+    }
+    findings
+}
+
 /// Every command, every write, flush and rename it makes failing in turn with EIO: the command
 /// must then fail (exit 1, one line naming the cause), print no id it did not make durable,
 /// strand no lease, and leave a spool the history checker accepts after a drain.
@@ -959,22 +1080,9 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
     if !need(&["strace"]) {
         return;
     }
-    let cases = [
-        "push",
-        "push --lines",
-        "pop",
-        "pop --receipt-file",
-        "ack",
-        "requeue",
-        "extend",
-        "bury",
-        "dlq-replay",
-        "requeue --expired",
-        "work",
-    ];
     let mut findings = Vec::new();
     let mut injected = 0;
-    for case in cases {
+    for case in CASES {
         for syscall in INJECTED {
             let dir = tempfile::tempdir().unwrap();
             let spool = dir.path().join("spool");
@@ -991,10 +1099,7 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
                 let spool = dir.path().join("spool");
                 let h = History::new(&dir.path().join("history"));
                 let s = prepare(&spool, &h, case);
-                let leased_before: BTreeSet<String> = std::fs::read_dir(spool.join("leased"))
-                    .unwrap()
-                    .map(|e| e.unwrap().file_name().into_string().unwrap())
-                    .collect();
+                let leased_before = leased(&spool);
                 for b in &s.pushes {
                     h.push_attempt(b);
                 }
@@ -1004,81 +1109,196 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
                 };
                 injected += 1;
                 let what = format!("{case} with {syscall} #{when} failing [{hit}]");
-                let code = o.status.code();
-                let err = stderr(&o);
                 // What a command says on standard error about its progress is best effort;
                 // everything else it writes, flushes or renames is a step.
                 let diagnostic = hit.contains(" write(2,");
-                if code != Some(1) && !diagnostic {
-                    findings.push(format!("{what}: exit {code:?}, stderr {err:?}"));
-                } else if !((err.lines().count() == 1 || case == "work")
-                    && err.lines().all(|l| l.starts_with("qspool: "))
-                    && err.contains("Input/output error"))
-                    && !diagnostic
-                {
-                    findings.push(format!("{what}: stderr {err:?}"));
-                }
                 if let Some(l) = fsync_retried(&t) {
                     findings.push(format!("{what}: fsync retried and trusted: {l}"));
                 }
-                // Ids printed are durable messages; a single push that failed prints none.
-                let printed = lines(&o);
-                if case.starts_with("push") {
-                    if case == "push" && code != Some(0) && !printed.is_empty() {
-                        findings.push(format!("{what}: printed {printed:?} and failed"));
-                    }
-                    for (id, b) in printed.iter().zip(&s.pushes) {
-                        h.push_ok(id, b);
-                    }
-                }
-                // A pop that failed holds nothing: what it leased it gave back.
-                let leased_after: BTreeSet<String> = std::fs::read_dir(spool.join("leased"))
-                    .unwrap()
-                    .map(|e| e.unwrap().file_name().into_string().unwrap())
-                    .collect();
-                if case.starts_with("pop") {
-                    if code == Some(0) {
-                        findings.push(format!("{what}: succeeded"));
-                    } else if !o.stdout.is_empty() {
-                        // Its lease is given back: a payload that still reached the reader
-                        // would be worked on while another consumer may hold it.
-                        findings.push(format!(
-                            "{what}: failed, released its lease, yet wrote {:?}",
-                            stdout(&o)
-                        ));
-                    } else if leased_after != leased_before {
-                        findings.push(format!(
-                            "{what}: stranded lease {:?}",
-                            leased_after.difference(&leased_before).collect::<Vec<_>>()
-                        ));
-                    }
-                }
-                // A lease the command was to end: acked, or ended otherwise (a requeue whose
-                // fsync failed after its rename has moved the message all the same).
-                for r in leased_before.difference(&leased_after) {
-                    if case == "ack" && code == Some(0) {
-                        h.acked("setup", id_of(r));
-                    } else {
-                        h.lease_ended("setup", id_of(r), &format!("{case} exited {code:?}"));
-                    }
-                }
-                // A lease the command failed to end is still held, by its receipt.
-                for r in &leased_after {
-                    let a = run_q(&spool, &["ack", r], None);
-                    if a.status.code() == Some(0) {
-                        h.acked("setup", id_of(r));
-                    }
-                }
-                checker::drain(&spool, &h, Duration::from_secs(10));
-                let v = h.check(&spool);
-                if !v.failures().is_empty() {
-                    findings.push(format!("{what}: {:?}", v.failures()));
-                }
+                findings.extend(judge_failed(
+                    &Failed {
+                        case,
+                        setup: &s,
+                        out: &o,
+                        spool: &spool,
+                        leased_before: &leased_before,
+                        what: &what,
+                        cause: "Input/output error",
+                        may_succeed: diagnostic,
+                    },
+                    &h,
+                ));
             }
         }
     }
     eprintln!("io errors: {injected} injected");
     assert!(injected > 40, "only {injected} faults were injected");
+    assert!(
+        findings.is_empty(),
+        "{} findings:\n{}",
+        findings.len(),
+        findings.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A spool that turns read-only under its users, and a process out of file descriptors.
+
+/// Producers and consumers run while the spool's filesystem is remounted read-only, then
+/// read-write. Meanwhile every command fails tidily; no lease is left in leased/ that no pop
+/// handed out; and once writable, everything works again and nothing was lost.
+#[test]
+fn a_read_only_remount_mid_run_fails_tidily_and_work_resumes() {
+    if !need(&["mount", "umount"]) {
+        return;
+    }
+    let rounds = if soak() { 10 } else { 2 };
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mount::tmpfs(dir.path(), "size=64m");
+    let spool = m.point.join("spool");
+    assert_exit(&run_q(&spool, &["init", "--lease", "2s"], None), 0);
+    let h = History::new(&dir.path().join("history"));
+    let load = Load::new(&spool, h.clone());
+    let mut rng = Rng::new("read_only_remount");
+    let mut refused = 0;
+    for round in 0..rounds {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for k in 0..4 {
+            let (load, stop) = (load.clone(), stop.clone());
+            let mut r = Rng(rng.next() | 1);
+            threads.push(std::thread::spawn(move || {
+                let who = format!("r{round}t{k}");
+                while !stop.load(Ordering::SeqCst) {
+                    if k < 2 {
+                        load.push(&who, 1 + 2 * (r.below(3) == 0) as usize, &mut r);
+                    } else if !load.consume(&who, &mut r) {
+                        std::thread::sleep(Duration::from_millis(3));
+                    }
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(100 + rng.below(300)));
+        load.faulted.store(true, Ordering::SeqCst);
+        // A remount to read-only is refused while a file is open for writing: a push
+        // writing its payload. Try until it lands between two.
+        let start = Instant::now();
+        let ro = loop {
+            let o = Command::new("mount")
+                .args(["-o", "remount,ro", m.point.to_str().unwrap()])
+                .output()
+                .unwrap();
+            if o.status.success() {
+                break true;
+            }
+            refused += 1;
+            if start.elapsed() > Duration::from_secs(20) {
+                break false;
+            }
+        };
+        assert!(ro, "the remount to read-only never got through");
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Everything in leased/ now was handed out by a pop that succeeded.
+        let handed = load.receipts.lock().unwrap().clone();
+        let stranded: Vec<String> = leased(&spool).difference(&handed).cloned().collect();
+        assert!(
+            stranded.is_empty(),
+            "leases no pop handed out: {stranded:?}"
+        );
+        m.remount("rw");
+        load.faulted.store(false, Ordering::SeqCst);
+        let complaints = load.complaints();
+        assert!(complaints.is_empty(), "{complaints:#?}");
+        let causes = load.causes();
+        eprintln!("read_only_remount: round {round}, failures {causes:?}");
+        // Failures came, and each for the one reason there was.
+        assert!(!causes.is_empty(), "nothing failed on a read-only spool");
+        let other: Vec<_> = causes
+            .keys()
+            .filter(|c| !c.starts_with("Read-only file system"))
+            .collect();
+        assert!(other.is_empty(), "failures for other causes: {causes:?}");
+        // Writable again: a push and a pop both work at once.
+        load.push(&format!("r{round}after"), 1, &mut rng);
+        assert!(load.consume(&format!("r{round}after"), &mut rng));
+        let complaints = load.complaints();
+        assert!(complaints.is_empty(), "{complaints:#?}");
+    }
+    checker::drain(&spool, &h, Duration::from_secs(30));
+    let verdict = h.check(&spool);
+    eprintln!(
+        "read_only_remount: {rounds} remounts ({refused} refused while busy), {}",
+        verdict.summary()
+    );
+    verdict.assert_ok();
+}
+
+/// Every command under a limit of `n` open files, for each `n` from where the loader can start
+/// up to where the command succeeds: it fails with one line naming the cause, strands no lease,
+/// and leaves a spool the history checker accepts.
+#[test]
+fn too_few_file_descriptors_fail_each_command_tidily() {
+    if !need(&["prlimit"]) {
+        return;
+    }
+    let mut findings = Vec::new();
+    let mut refused = 0;
+    for case in CASES {
+        for n in 3..64 {
+            let dir = tempfile::tempdir().unwrap();
+            let spool = dir.path().join("spool");
+            let h = History::new(&dir.path().join("history"));
+            let s = prepare(&spool, &h, case);
+            let leased_before = leased(&spool);
+            for b in &s.pushes {
+                h.push_attempt(b);
+            }
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}"))
+                .arg("--")
+                .arg(bin())
+                .env_remove("QSPOOL_DIR")
+                .env_remove("XDG_STATE_HOME")
+                .arg("--spool")
+                .arg(&spool)
+                .args(&s.args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let o = run_limited(c, s.stdin.as_deref(), Duration::from_secs(60));
+            if o.status.code() == Some(127) && stderr(&o).contains("shared") {
+                // The dynamic loader itself ran out; qspool never started.
+                continue;
+            }
+            let ok = o.status.code() == Some(0);
+            if !ok {
+                refused += 1;
+            }
+            let what = format!("{case} with {n} file descriptors");
+            findings.extend(judge_failed(
+                &Failed {
+                    case,
+                    setup: &s,
+                    out: &o,
+                    spool: &spool,
+                    leased_before: &leased_before,
+                    what: &what,
+                    cause: "Too many open files",
+                    may_succeed: true,
+                },
+                &h,
+            ));
+            if ok {
+                break;
+            }
+        }
+    }
+    eprintln!("file descriptors: {refused} commands refused");
+    assert!(refused >= CASES.len(), "only {refused} commands ran out");
     assert!(
         findings.is_empty(),
         "{} findings:\n{}",
