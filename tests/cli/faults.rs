@@ -464,17 +464,22 @@ impl Load {
         self.receipts.lock().unwrap().insert(rc.clone());
         let requeue = rng.below(8) == 0;
         let verb = if requeue { "requeue" } else { "ack" };
+        if requeue {
+            // Before, not after: once requeued, another consumer may have it before this
+            // thread can write anything down.
+            self.h.lease_ended(who, &id, "requeued");
+        }
         let o = run_limited(q(&self.spool, &[verb, &rc]), None, Duration::from_secs(10));
         if o.status.code() == Some(0) {
-            if requeue {
-                self.h.lease_ended(who, &id, "requeued");
-            } else {
+            if !requeue {
                 self.h.acked(who, &id);
             }
         } else {
             self.failed(&format!("{verb} by {who}"), &o);
-            // This consumer gives the message up; its lease runs out.
-            self.h.lease_ended(who, &id, &format!("{verb} failed"));
+            if !requeue {
+                // This consumer gives the message up; its lease runs out.
+                self.h.lease_ended(who, &id, "ack failed");
+            }
         }
         true
     }
@@ -517,6 +522,7 @@ fn power_loss(fs: &str) {
     let h = History::new(&dir.path().join("history"));
     let load = Load::new(&spool, h.clone());
     let mut rng = Rng::new(&format!("power_loss_{fs}"));
+    eprintln!("power_loss_{fs}: history in {}", h.path().display());
     let mut cut_mid_push = 0;
     let mut failures = 0;
     for round in 0..rounds {
