@@ -944,7 +944,7 @@ fn straced(spool: &Path, s: &Setup, syscall: &str, inject: Option<u64>) -> (Outp
         .arg("-qq")
         .arg("-o")
         .arg(&trace)
-        .arg(format!("-etrace={syscall},close,openat"));
+        .arg(format!("-etrace={syscall},close,openat,fcntl"));
     if let Some(n) = inject {
         c.arg(format!("-einject={syscall}:error=EIO:when={n}"));
     }
@@ -974,6 +974,37 @@ fn calls(trace: &str, syscall: &str) -> u64 {
         }
     }
     per_pid.into_values().max().unwrap_or(0)
+}
+
+/// Whether the injected failure hit an fsync of a directory (the fd was last opened with
+/// `O_DIRECTORY`): for a push, one of the commit's fsyncs after its rename.
+fn injected_on_directory(trace: &str) -> bool {
+    let mut opened: BTreeMap<String, bool> = BTreeMap::new();
+    for l in trace.lines() {
+        let rest = l.split_once(' ').map_or("", |(_, r)| r.trim_start());
+        let result = rest.rsplit("= ").next().filter(|fd| !fd.starts_with('-'));
+        if rest.starts_with("openat(") {
+            if let Some(fd) = result {
+                opened.insert(fd.trim().to_owned(), rest.contains("O_DIRECTORY"));
+            }
+        } else if let Some(args) = rest.strip_prefix("fcntl(")
+            && rest.contains("F_DUPFD")
+        {
+            // A held descriptor is a duplicate of the one opened.
+            let from = args.split(',').next().unwrap_or_default();
+            let dir = opened.get(from).copied().unwrap_or(false);
+            if let Some(fd) = result {
+                opened.insert(fd.trim().to_owned(), dir);
+            }
+        } else if rest.contains("(INJECTED)") {
+            let fd = rest
+                .split_once('(')
+                .and_then(|(_, r)| r.split(')').next())
+                .unwrap_or_default();
+            return opened.get(fd).copied().unwrap_or(false);
+        }
+    }
+    false
 }
 
 /// An fsync that failed must not be retried on the same descriptor and then trusted: after the
@@ -1044,10 +1075,11 @@ fn judge_failed(f: &Failed, h: &History) -> Vec<String> {
         Some(0) if f.may_succeed => {}
         _ => findings.push(format!("{what}: exit {code:?}, stderr {err:?}")),
     }
-    // Ids printed are durable messages; a single push that failed prints none.
+    // Ids printed are durable messages: a push that failed printed at most those of the
+    // messages committed before the failure, never all of them.
     let printed = lines(o);
     if case.starts_with("push") {
-        if case == "push" && code != Some(0) && !printed.is_empty() {
+        if code != Some(0) && printed.len() >= f.setup.pushes.len() {
             findings.push(format!("{what}: printed {printed:?} and failed"));
         }
         for (id, b) in printed.iter().zip(&f.setup.pushes) {
@@ -1105,6 +1137,7 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
     }
     let mut findings = Vec::new();
     let mut injected = 0;
+    let mut dir_fsyncs: BTreeMap<&str, usize> = BTreeMap::new();
     for case in CASES {
         for syscall in INJECTED {
             let dir = tempfile::tempdir().unwrap();
@@ -1135,6 +1168,9 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
                 // What a command says on standard error about its progress is best effort;
                 // everything else it writes, flushes or renames is a step.
                 let diagnostic = hit.contains(" write(2,");
+                if syscall == "fsync" && injected_on_directory(&t) {
+                    *dir_fsyncs.entry(case).or_default() += 1;
+                }
                 if let Some(l) = fsync_retried(&t) {
                     findings.push(format!("{what}: fsync retried and trusted: {l}"));
                 }
@@ -1154,7 +1190,13 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
             }
         }
     }
-    eprintln!("io errors: {injected} injected");
+    eprintln!("io errors: {injected} injected, directory fsyncs among them {dir_fsyncs:?}");
+    // The fsyncs that make a push's rename durable are among those that failed.
+    assert!(
+        dir_fsyncs.get("push").is_some_and(|&n| n >= 2),
+        "{dir_fsyncs:?}"
+    );
+    assert!(dir_fsyncs.contains_key("push --lines"), "{dir_fsyncs:?}");
     assert!(injected > 40, "only {injected} faults were injected");
     assert!(
         findings.is_empty(),
