@@ -1085,6 +1085,11 @@ fn judge_failed(f: &Failed, h: &History) -> Vec<String> {
         for (id, b) in printed.iter().zip(&f.setup.pushes) {
             h.push_ok(id, b);
         }
+        // A push that failed removes its file from tmp/.
+        let tmp = tmp_names(spool);
+        if !tmp.is_empty() {
+            findings.push(format!("{what}: left {tmp:?} in tmp/"));
+        }
     }
     let leased_after = leased(spool);
     if case.starts_with("pop") && code != Some(0) {
