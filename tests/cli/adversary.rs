@@ -1286,3 +1286,154 @@ fn spools_of_root_or_the_caller_are_trusted() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A state directory swapped while commands run.
+
+/// Exchanges `DIR` and `LINK` (a link to a directory outside) atomically, over and over,
+/// until `STOP` exists, then leaves the real directory in place. An atomic exchange, so that the
+/// state directory is never missing (qspool would make a new one) but is a link half the time.
+const SWAP: &str = r#"
+my ($dir, $link, $stop, $nr) = @ARGV;
+my ($n, $swapped) = (0, 0);
+until (-e $stop) {
+    syscall($nr, -100, $dir, -100, $link, 2) == 0 or die "exchange: $!";
+    $swapped = !$swapped;
+    $n++;
+    select(undef, undef, undef, 0.0002);
+}
+if ($swapped) { syscall($nr, -100, $dir, -100, $link, 2) == 0 or die "exchange: $!"; }
+print "$n\n";
+"#;
+
+/// The number of renameat2(2), for the exchange.
+fn renameat2_nr() -> Option<u32> {
+    match std::env::consts::ARCH {
+        "x86_64" => Some(316),
+        "aarch64" | "riscv64" | "loongarch64" => Some(276),
+        _ => None,
+    }
+}
+
+/// Stops the swapping adversary however the test ends, so the spool is whole for its removal.
+struct Swapper {
+    stop: PathBuf,
+    child: std::process::Child,
+}
+
+impl Swapper {
+    /// Stops the adversary; returns how many exchanges it made.
+    fn finish(mut self) -> u64 {
+        use std::io::Read;
+        fs::write(&self.stop, b"").unwrap();
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(self.child.wait().unwrap().success(), "the adversary failed");
+        out.trim().parse().unwrap()
+    }
+}
+
+impl Drop for Swapper {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.stop, b"");
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_state_directory_swapped_while_commands_run_is_never_followed() {
+    if !need(&["setpriv", "perl"]) {
+        return;
+    }
+    let Some(nr) = renameat2_nr() else {
+        skip("renameat2 number unknown on this architecture");
+        return;
+    };
+    let rounds = if soak() { 2_000 } else { 200 };
+    let mut failures = Vec::new();
+    for state in ["leased", "done"] {
+        let env = Env::init(&[]);
+        let bodies: Vec<String> = (0..rounds).map(|i| format!("m{i}")).collect();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        for chunk in refs.chunks(500) {
+            env.push_all(chunk);
+        }
+        let decoy = env.scratch().join("decoy");
+        fs::create_dir(&decoy).unwrap();
+        chown(&decoy, NOBODY);
+        chmod(env.scratch(), 0o755);
+        chmod(env.spool(), 0o777);
+        let stop = env.scratch().join("stop");
+        let link = env.spool().join(format!("{state}.link"));
+        std::os::unix::fs::symlink(&decoy, &link).unwrap();
+        chown(&link, NOBODY);
+        let child = Command::new(tool("setpriv"))
+            .arg(format!("--reuid={NOBODY}"))
+            .arg(format!("--regid={NOBODY}"))
+            .arg("--clear-groups")
+            .args(["perl", "-e", SWAP])
+            .arg(env.spool().join(state))
+            .arg(&link)
+            .arg(&stop)
+            .arg(nr.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let guard = Swapper { stop, child };
+        let (mut leased, mut acked, mut refused) = (0, 0, 0);
+        for _ in 0..rounds {
+            let o = env
+                .cmd(&["pop", "--json", "--lease", "1h"])
+                .env("QSPOOL_TRUST_SPOOL", "1")
+                .output()
+                .unwrap();
+            let code = o.status.code();
+            assert!(matches!(code, Some(0 | 1 | 3 | 4)), "pop: {o:?}");
+            assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+            if code != Some(0) {
+                refused += 1;
+                continue;
+            }
+            leased += 1;
+            let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let o = env
+                .cmd(&["ack", &receipt(&m)])
+                .env("QSPOOL_TRUST_SPOOL", "1")
+                .output()
+                .unwrap();
+            assert!(matches!(o.status.code(), Some(0 | 1 | 4)), "ack: {o:?}");
+            assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+            acked += u32::from(o.status.success());
+        }
+        let swaps = guard.finish();
+        assert!(swaps > 0, "the adversary never swapped");
+        let strays: Vec<_> = fs::read_dir(&decoy)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        eprintln!(
+            "{state} swapped {swaps} times: {rounds} rounds, {leased} leased, {acked} acked, \
+             {refused} refused, {} moved out of the spool",
+            strays.len()
+        );
+        if !strays.is_empty() {
+            failures.push(format!(
+                "{state}/ swapped for a link: qspool renamed {} messages through it, out of \
+                 the spool, e.g. {:?}",
+                strays.len(),
+                strays[0]
+            ));
+        }
+        assert!(
+            fs::symlink_metadata(env.spool().join(state))
+                .unwrap()
+                .is_dir()
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
