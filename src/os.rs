@@ -241,6 +241,20 @@ pub fn restrict_umask() {
     USER_UMASK.store(old as u32, Ordering::Relaxed);
 }
 
+/// How many CPUs this process may run on (`sched_getaffinity`), at least 1. Unlike std's
+/// `available_parallelism`, it reads no file: a command inside a spool touches nothing else.
+pub fn cpus() -> usize {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set to be filled in.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the set is writable for its whole size.
+    let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return 1;
+    }
+    // SAFETY: the set was filled in by the kernel.
+    (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
+}
+
 /// The effective user id.
 pub fn euid() -> u32 {
     // SAFETY: geteuid cannot fail.

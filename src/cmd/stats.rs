@@ -94,7 +94,7 @@ pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
 fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Code> {
     let now = now_ms();
     // Two or more threads share a deep queue's listing (the cost is in the kernel, per entry).
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+    let threads = crate::os::cpus().min(MAX_THREADS);
     let parts = spool.scan_parallel(now, threads, &Counts::default, &|c, seen| {
         // Retention on the way, since stats lists done/ anyway: a spool without the cron job
         // must not grow without bound. Best effort, as stats works on spools it may not
