@@ -370,8 +370,18 @@ impl Check {
                 }
                 // Opened without following a link: one swapped in since the lstat is passed by,
                 // like a bucket a pop removed meanwhile.
-                let Ok(child) = at::open_dir_c(dir, &c_os(&name)) else {
-                    continue;
+                let child = match at::open_dir_c(dir, &c_os(&name)) {
+                    Ok(c) => c,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            || matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => {
+                        let path = self.root.join(&rel);
+                        return Err(e).with_context(|| format!("open {}", path.display()));
+                    }
                 };
                 self.attributes(rel.clone(), &meta, true);
                 self.new_level(&child, rel, level + 1, base + value * BUCKET_SPANS[level])?;

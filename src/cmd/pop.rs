@@ -9,6 +9,7 @@ use crate::spool::{Dir, Spool, durable, now_ms};
 use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -112,9 +113,31 @@ fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
         write_receipts(file, text.as_bytes())
             .with_context(|| format!("write receipt file {}", file.display()))?;
     }
-    // Objects are gathered into big writes, not one per line; a raw payload goes straight from
-    // its file (io::copy may then let the kernel copy it).
-    let mut out = io::BufWriter::with_capacity(CHUNK, io::stdout().lock());
+    // Standard output is written through a descriptor of our own, never std's buffered handle:
+    // after a failed write, std would keep what it could not write and write it at exit, after
+    // the lease was released, so a payload could reach a reader that another consumer also
+    // gets. Objects are gathered into big writes; a raw payload goes straight from its file
+    // (io::copy may let the kernel copy it).
+    let stdout = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .context("open standard output")?;
+    let mut out = io::BufWriter::with_capacity(CHUNK, stdout);
+    let written = write_all_leases(spool, leases, args, &mut out);
+    if written.is_err() {
+        // What is still buffered is dropped, not written.
+        let _ = out.into_parts();
+    }
+    written
+}
+
+fn write_all_leases(
+    spool: &Spool,
+    leases: &[Lease],
+    args: &PopArgs,
+    out: &mut io::BufWriter<std::fs::File>,
+) -> Result<()> {
     for l in leases {
         let path = spool.leased_path(&l.leased);
         let (mut file, size) = durable::open_message(spool.fd(Dir::Leased), &l.leased.to_string())
@@ -122,8 +145,9 @@ fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
         if args.json {
             let head = head(&l.leased, l.enqueued_us)?;
             let name = path.display().to_string();
-            write_json(&mut out, &mut file, size, &head, &name, CHUNK)?;
+            write_json(out, &mut file, size, &head, &name, CHUNK)?;
         } else {
+            out.flush().context("write to standard output")?;
             io::copy(&mut file, out.get_mut())
                 .with_context(|| format!("write {} to standard output", path.display()))?;
         }

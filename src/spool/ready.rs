@@ -125,8 +125,18 @@ impl Spool {
             }
             // A bucket must be a real directory: a symlink could lead the walk out of the spool
             // (`stats` counts it as foreign). One that vanished was emptied by another pop.
-            let Ok(child) = at::open_dir(dir, &name) else {
-                continue;
+            let child = match at::open_dir(dir, &name) {
+                Ok(c) => c,
+                Err(e)
+                    if is_missing(&e)
+                        || matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) =>
+                {
+                    continue;
+                }
+                // Anything else (EMFILE, EIO, EACCES) is an error, never an empty queue.
+                Err(e) => {
+                    return Err(e).with_context(|| format!("open {}", path.join(&name).display()));
+                }
             };
             let child_settled = at::fstat(&child).is_ok_and(|st| settled_at(st.mtime_ms, now));
             let child_path = path.join(&name);
