@@ -218,6 +218,19 @@ fn command_path(args: impl IntoIterator<Item = OsString>) -> String {
     }
 }
 
+/// Standard output as an unbuffered descriptor of its own. Commands write through it rather
+/// than through std's buffered handle, which keeps whatever a failed write left and writes it
+/// at exit: after an error (and a lease given back) nothing more may reach the reader.
+pub fn stdout() -> anyhow::Result<std::fs::File> {
+    use anyhow::Context;
+    use std::os::fd::AsFd;
+    std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .context("open standard output")
+}
+
 #[cfg(test)]
 mod tests {
     use super::usage_line;

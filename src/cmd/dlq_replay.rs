@@ -23,7 +23,7 @@ pub fn run(root: &Path, args: &DlqReplayArgs) -> Result<Code> {
         .collect();
     let limit = args.limit.unwrap_or(usize::MAX);
     let mut tally = Tally::default();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::exit::stdout()?;
     let mut replay = |e: &Ended, tally: &mut Tally| -> Result<()> {
         match spool.replay(e) {
             Ok(true) => writeln!(out, "{}", e.id)

@@ -153,7 +153,7 @@ pub fn run(root: &Path, args: &FsckArgs) -> Result<Code> {
     } else {
         human(findings, args.repair, repaired, remaining)
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::exit::stdout()?;
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("write to standard output")?;

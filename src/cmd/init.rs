@@ -29,7 +29,7 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<Code> {
     if let Some(why) = refused {
         exit::say(&format!("{why:#}; replaced with {}", cfg.describe()));
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = exit::stdout()?;
     writeln!(out, "{}: {}", spool.root().display(), cfg.describe())
         .and_then(|()| out.flush())
         .context("write to standard output")?;

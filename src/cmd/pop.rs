@@ -9,7 +9,6 @@ use crate::spool::{Dir, Spool, durable, now_ms};
 use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -113,17 +112,10 @@ fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
         write_receipts(file, text.as_bytes())
             .with_context(|| format!("write receipt file {}", file.display()))?;
     }
-    // Standard output is written through a descriptor of our own, never std's buffered handle:
-    // after a failed write, std would keep what it could not write and write it at exit, after
-    // the lease was released, so a payload could reach a reader that another consumer also
-    // gets. Objects are gathered into big writes; a raw payload goes straight from its file
-    // (io::copy may let the kernel copy it).
-    let stdout = io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .map(std::fs::File::from)
-        .context("open standard output")?;
-    let mut out = io::BufWriter::with_capacity(CHUNK, stdout);
+    // Never through std's buffered handle (see `exit::stdout`): after a failed write, a payload
+    // must not reach the reader once its lease is given back. Objects are gathered into big
+    // writes; a raw payload goes straight from its file (io::copy may let the kernel copy it).
+    let mut out = io::BufWriter::with_capacity(CHUNK, crate::exit::stdout()?);
     let written = write_all_leases(spool, leases, args, &mut out);
     if written.is_err() {
         // What is still buffered is dropped, not written.

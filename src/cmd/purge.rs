@@ -68,7 +68,7 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
     }
     victims.sort();
 
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::exit::stdout()?;
     let mut tally = Tally::default();
     let mut removed = BTreeSet::new();
     for (id, dir, name) in victims {

@@ -37,7 +37,7 @@ pub fn run(root: &Path, args: &ShowArgs) -> Result<Code> {
     // Errors past this point name the message by its id, not its path: a leased message's
     // file name is its receipt, and show must not hand that out.
     let name = format!("message {id}");
-    let mut out = io::stdout().lock();
+    let mut out = crate::exit::stdout()?;
     if args.json {
         let size = file
             .metadata()

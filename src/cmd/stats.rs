@@ -141,7 +141,7 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
         }
         t
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::exit::stdout()?;
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("write to standard output")?;
