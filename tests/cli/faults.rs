@@ -451,8 +451,9 @@ impl Load {
     /// One consumer step: pop, then mostly ack, sometimes requeue. False when the queue was
     /// empty.
     fn consume(&self, who: &str, rng: &mut Rng) -> bool {
+        let popped = Instant::now();
         let o = run_limited(
-            q(&self.spool, &["pop", "--json", "--lease", "2s"]),
+            q(&self.spool, &["pop", "--json", "--lease", "5s"]),
             None,
             Duration::from_secs(10),
         );
@@ -476,7 +477,13 @@ impl Load {
         self.receipts.lock().unwrap().insert(rc.clone());
         let requeue = rng.below(8) == 0;
         let verb = if requeue { "requeue" } else { "ack" };
-        if requeue {
+        let stalled = popped.elapsed() > Duration::from_secs(2);
+        if stalled {
+            // Stalled (a loaded machine) for long enough that the lease may run out before the
+            // ack lands, and another pop may take the message back first; that is expiry doing
+            // its job, so say so before it can happen.
+            self.h.lease_ended(who, &id, "stalled near its expiry");
+        } else if requeue {
             // Before, not after: once requeued, another consumer may have it before this
             // thread can write anything down.
             self.h.lease_ended(who, &id, "requeued");
@@ -486,6 +493,8 @@ impl Load {
             if !requeue {
                 self.h.acked(who, &id);
             }
+        } else if stalled && o.status.code() == Some(4) {
+            // The lease did run out and was taken back: exit 4, as fencing demands.
         } else {
             self.failed(&format!("{verb} by {who}"), &o);
             if !requeue {
