@@ -24,12 +24,22 @@ fn soak() -> bool {
     std::env::var("QSPOOL_SOAK").as_deref() == Ok("1")
 }
 
-/// Whether the test may run: it needs root and every tool in `tools` on the PATH. Says why on
-/// stderr when it may not, or panics when CI demands that it runs.
-fn need(tools: &[&str]) -> bool {
-    let mut missing = Vec::new();
+/// Whether a test that mounts may run: it needs root and every tool in `tools`.
+fn need_root(tools: &[&str]) -> bool {
     let uid = Command::new("id").arg("-u").output().ok();
-    if uid.map(|o| o.stdout != b"0\n") != Some(false) {
+    let root = uid.is_some_and(|o| o.stdout == b"0\n");
+    needs(tools, root)
+}
+
+/// Whether the test may run: it needs every tool in `tools` on the PATH.
+fn need(tools: &[&str]) -> bool {
+    needs(tools, true)
+}
+
+/// Says why on stderr when a test may not run, or panics when CI demands that it runs.
+fn needs(tools: &[&str], root: bool) -> bool {
+    let mut missing = Vec::new();
+    if !root {
         missing.push("root".to_owned());
     }
     for tool in tools {
@@ -525,7 +535,7 @@ impl Load {
 /// directory fsync lose it on every such round.
 fn power_loss(fs: &str) {
     let mkfs = format!("mkfs.{fs}");
-    if !need(&[&mkfs, "xfs_io", "losetup", "mount", "umount"]) {
+    if !need_root(&[&mkfs, "xfs_io", "losetup", "mount", "umount"]) {
         return;
     }
     let rounds = if soak() { 24 } else { 4 };
@@ -709,7 +719,7 @@ fn push_one(spool: &Path, b: &[u8], pushed: &mut BTreeMap<String, Vec<u8>>) -> O
 
 #[test]
 fn a_full_disk_fails_push_cleanly_and_keeps_the_queue_working() {
-    if !need(&["mount", "umount"]) {
+    if !need_root(&["mount", "umount"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -779,7 +789,7 @@ fn a_full_disk_fails_push_cleanly_and_keeps_the_queue_working() {
 
 #[test]
 fn running_out_of_inodes_fails_push_cleanly_and_keeps_the_queue_working() {
-    if !need(&["mount", "umount"]) {
+    if !need_root(&["mount", "umount"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1228,7 +1238,7 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
 /// handed out; and once writable, everything works again and nothing was lost.
 #[test]
 fn a_read_only_remount_mid_run_fails_tidily_and_work_resumes() {
-    if !need(&["mount", "umount"]) {
+    if !need_root(&["mount", "umount"]) {
         return;
     }
     let rounds = if soak() { 10 } else { 2 };
