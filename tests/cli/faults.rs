@@ -24,12 +24,22 @@ fn soak() -> bool {
     std::env::var("QSPOOL_SOAK").as_deref() == Ok("1")
 }
 
-/// Whether the test may run: it needs root and every tool in `tools` on the PATH. Says why on
-/// stderr when it may not, or panics when CI demands that it runs.
-fn need(tools: &[&str]) -> bool {
-    let mut missing = Vec::new();
+/// Whether a test that mounts may run: it needs root and every tool in `tools`.
+fn need_root(tools: &[&str]) -> bool {
     let uid = Command::new("id").arg("-u").output().ok();
-    if uid.map(|o| o.stdout != b"0\n") != Some(false) {
+    let root = uid.is_some_and(|o| o.stdout == b"0\n");
+    needs(tools, root)
+}
+
+/// Whether the test may run: it needs every tool in `tools` on the PATH.
+fn need(tools: &[&str]) -> bool {
+    needs(tools, true)
+}
+
+/// Says why on stderr when a test may not run, or panics when CI demands that it runs.
+fn needs(tools: &[&str], root: bool) -> bool {
+    let mut missing = Vec::new();
+    if !root {
         missing.push("root".to_owned());
     }
     for tool in tools {
@@ -451,8 +461,9 @@ impl Load {
     /// One consumer step: pop, then mostly ack, sometimes requeue. False when the queue was
     /// empty.
     fn consume(&self, who: &str, rng: &mut Rng) -> bool {
+        let popped = Instant::now();
         let o = run_limited(
-            q(&self.spool, &["pop", "--json", "--lease", "2s"]),
+            q(&self.spool, &["pop", "--json", "--lease", "5s"]),
             None,
             Duration::from_secs(10),
         );
@@ -476,7 +487,13 @@ impl Load {
         self.receipts.lock().unwrap().insert(rc.clone());
         let requeue = rng.below(8) == 0;
         let verb = if requeue { "requeue" } else { "ack" };
-        if requeue {
+        let stalled = popped.elapsed() > Duration::from_secs(2);
+        if stalled {
+            // Stalled (a loaded machine) for long enough that the lease may run out before the
+            // ack lands, and another pop may take the message back first; that is expiry doing
+            // its job, so say so before it can happen.
+            self.h.lease_ended(who, &id, "stalled near its expiry");
+        } else if requeue {
             // Before, not after: once requeued, another consumer may have it before this
             // thread can write anything down.
             self.h.lease_ended(who, &id, "requeued");
@@ -486,6 +503,8 @@ impl Load {
             if !requeue {
                 self.h.acked(who, &id);
             }
+        } else if stalled && o.status.code() == Some(4) {
+            // The lease did run out and was taken back: exit 4, as fencing demands.
         } else {
             self.failed(&format!("{verb} by {who}"), &o);
             if !requeue {
@@ -516,7 +535,7 @@ impl Load {
 /// directory fsync lose it on every such round.
 fn power_loss(fs: &str) {
     let mkfs = format!("mkfs.{fs}");
-    if !need(&[&mkfs, "xfs_io", "losetup", "mount", "umount"]) {
+    if !need_root(&[&mkfs, "xfs_io", "losetup", "mount", "umount"]) {
         return;
     }
     let rounds = if soak() { 24 } else { 4 };
@@ -700,7 +719,7 @@ fn push_one(spool: &Path, b: &[u8], pushed: &mut BTreeMap<String, Vec<u8>>) -> O
 
 #[test]
 fn a_full_disk_fails_push_cleanly_and_keeps_the_queue_working() {
-    if !need(&["mount", "umount"]) {
+    if !need_root(&["mount", "umount"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -770,7 +789,7 @@ fn a_full_disk_fails_push_cleanly_and_keeps_the_queue_working() {
 
 #[test]
 fn running_out_of_inodes_fails_push_cleanly_and_keeps_the_queue_working() {
-    if !need(&["mount", "umount"]) {
+    if !need_root(&["mount", "umount"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1219,7 +1238,7 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
 /// handed out; and once writable, everything works again and nothing was lost.
 #[test]
 fn a_read_only_remount_mid_run_fails_tidily_and_work_resumes() {
-    if !need(&["mount", "umount"]) {
+    if !need_root(&["mount", "umount"]) {
         return;
     }
     let rounds = if soak() { 10 } else { 2 };
