@@ -466,6 +466,16 @@ pub fn drain_via(wrapper: &[&str], spool: &Path, h: &History, deadline: Duration
                     h.delivered("drain", id, m["attempt"].as_u64().unwrap(), &body);
                     receipts.push((id.to_owned(), m["receipt"].as_str().unwrap().to_owned()));
                 }
+                // One ack for the batch; only when it fails is each receipt tried alone, to
+                // tell which lease was not held.
+                let mut all = vec!["ack"];
+                all.extend(receipts.iter().map(|(_, r)| r.as_str()));
+                if qspool_at(wrapper, spool, &all).status.success() {
+                    for (id, _) in &receipts {
+                        h.acked("drain", id);
+                    }
+                    continue;
+                }
                 for (id, r) in receipts {
                     let a = qspool_at(wrapper, spool, &["ack", &r]);
                     if a.status.success() {

@@ -363,7 +363,7 @@ fn contention_every_message_is_done_exactly_once() {
             h.acked(&who, id_of(r));
         }
     }
-    drain(spool, &h, Duration::from_secs(30));
+    drain(spool, &h, Duration::from_secs(300));
     let v = h.check(spool);
     eprintln!("contention: {}", v.summary());
     v.assert_ok();
@@ -1098,8 +1098,9 @@ fn mixed_load_with_sigkilled_consumers_and_producers() {
             tally.ack_kills += t.ack_kills;
         }
     });
-    // The killed holders' leases run out within 5 s; the drain waits for them.
-    drain(spool, &h, Duration::from_secs(30));
+    // The killed holders' leases run out within 5 s; the drain waits for them, and for what
+    // the producers pushed faster than the consumers took (the deadline is only a backstop).
+    drain(spool, &h, Duration::from_secs(300));
     let f = run_q(spool, &["fsck"]);
     assert_eq!(f.status.code(), Some(0), "fsck: {}", stdout(&f));
     let v = h.check(spool);
@@ -1149,8 +1150,9 @@ fn qspool_clock(offset: Option<&str>, spool: &Path) -> Command {
 struct Jump {
     /// The offset of processes started now: None before the jump.
     clock: std::sync::RwLock<Option<&'static str>>,
-    /// Leases held by consumers: id -> (holder, whether the jump ended it).
-    held: std::sync::Mutex<std::collections::BTreeMap<String, (String, bool)>>,
+    /// Leases held by consumers: (id, holder) -> whether the jump ended it. Keyed by both: a
+    /// message whose lease the jump ended is soon held by someone else too.
+    held: std::sync::Mutex<std::collections::BTreeMap<(String, String), bool>>,
     stop: std::sync::atomic::AtomicBool,
     stale_acks: std::sync::atomic::AtomicUsize,
     /// Messages leased (for 10 min) by `J` before the run and acked only after it.
@@ -1189,7 +1191,7 @@ fn jump_consumer(spool: &Path, h: &History, j: &Jump, c: usize) {
             let mut held = j.held.lock().unwrap();
             for m in &got {
                 record_delivery(h, &who, m);
-                held.insert(id(m), (who.clone(), false));
+                held.insert((id(m), who.clone()), false);
             }
             got
         };
@@ -1200,7 +1202,12 @@ fn jump_consumer(spool: &Path, h: &History, j: &Jump, c: usize) {
                 .args(["ack", &receipt(m)])
                 .output()
                 .unwrap();
-            let (_, ended) = j.held.lock().unwrap().remove(&id(m)).unwrap();
+            let ended = j
+                .held
+                .lock()
+                .unwrap()
+                .remove(&(id(m), who.clone()))
+                .unwrap();
             match o.status.code() {
                 Some(0) => h.acked(&who, &id(m)),
                 // Fenced: only a lease the jump ended may be gone.
@@ -1258,7 +1265,7 @@ fn clock_jump(offset: &'static str) -> Option<(Env, std::sync::Arc<History>, Jum
         j.held
             .lock()
             .unwrap()
-            .insert(id(&m), ("J".to_owned(), false));
+            .insert((id(&m), "J".to_owned()), false);
         j.at_jump.lock().unwrap().push(m);
     }
     std::thread::scope(|s| {
@@ -1288,7 +1295,7 @@ fn clock_jump(offset: &'static str) -> Option<(Env, std::sync::Arc<History>, Jum
         {
             let mut clock = j.clock.write().unwrap();
             *clock = Some(offset);
-            for (id, (who, ended)) in j.held.lock().unwrap().iter_mut() {
+            for ((id, who), ended) in j.held.lock().unwrap().iter_mut() {
                 h.lease_ended(who, id, "clock jump");
                 *ended = true;
             }
