@@ -530,6 +530,7 @@ struct Hostile {
     lease: String,
     before: Vec<(String, Vec<u8>)>,
     max_rss: u64,
+    max_rss_args: String,
     runs: u32,
 }
 
@@ -645,6 +646,7 @@ impl Hostile {
             lease,
             before,
             max_rss: 0,
+            max_rss_args: String::new(),
             runs: 0,
         }
     }
@@ -679,7 +681,10 @@ impl Hostile {
         }
         let rss = t.rss_kib.unwrap();
         assert!(rss < RSS_LIMIT_KIB, "{args:?} peaked at {rss} KiB resident");
-        self.max_rss = self.max_rss.max(rss);
+        if rss > self.max_rss {
+            self.max_rss = rss;
+            self.max_rss_args = args.join(" ");
+        }
         self.runs += 1;
         t.out
     }
@@ -782,8 +787,8 @@ fn an_adversary_in_the_spool_leads_root_nowhere() {
     h.assert_outside_unchanged();
     h.run(&["stats", "--json"], &[0]);
     eprintln!(
-        "hostile spool: {junk} junk names, {} traced commands, peak RSS {} KiB",
-        h.runs, h.max_rss
+        "hostile spool: {junk} junk names, {} traced commands, peak RSS {} KiB ({})",
+        h.runs, h.max_rss, h.max_rss_args
     );
 }
 
