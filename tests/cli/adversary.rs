@@ -21,10 +21,6 @@ const RSS_LIMIT_KIB: u64 = 64 * 1024;
 /// Content of the adversary's own files outside the spool; it must never reach an output.
 const SECRET: &str = "ADVERSARY-SECRET";
 
-fn soak() -> bool {
-    std::env::var("QSPOOL_SOAK").is_ok_and(|v| v == "1")
-}
-
 /// CI sets this: there a missing tool or a non-root run is a failure, not a skip.
 fn strict() -> bool {
     std::env::var("QSPOOL_TEST_NEEDS_ROOT_TOOLS").is_ok_and(|v| v == "1")

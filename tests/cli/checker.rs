@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -407,19 +407,10 @@ fn judge(events: &[Value], spool: &Path) -> Verdict {
 /// `qspool --spool SPOOL ARGS`, run through `wrapper` (a command and its arguments, such as
 /// `faketime -f +3h`) when it is not empty.
 fn qspool_at(wrapper: &[&str], spool: &Path, args: &[&str]) -> std::process::Output {
-    let mut c = match wrapper.split_first() {
-        Some((w, rest)) => {
-            let mut c = Command::new(w);
-            c.args(rest).arg(crate::harness::qspool_bin());
-            c
-        }
-        None => Command::new(crate::harness::qspool_bin()),
-    };
-    c.env_remove("QSPOOL_DIR")
-        .env_remove("XDG_STATE_HOME")
-        .arg("--spool")
-        .arg(spool)
-        .args(args)
+    let bin = crate::harness::qspool_bin();
+    let mut program: Vec<&std::ffi::OsStr> = wrapper.iter().map(std::ffi::OsStr::new).collect();
+    program.push(std::ffi::OsStr::new(bin));
+    crate::harness::spool_command(&program, spool, args)
         .stdin(Stdio::null())
         .output()
         .expect("run qspool")

@@ -15,13 +15,9 @@ fn bin() -> PathBuf {
 
 /// `qspool --spool SPOOL ARGS...` as a separate process, with `input` on standard input.
 fn qspool(spool: &Path, args: &[&str], input: Option<&[u8]>) -> Output {
-    let mut c = Command::new(bin());
-    c.env_remove("QSPOOL_DIR")
-        .env_remove("XDG_STATE_HOME")
-        .arg("--spool")
-        .arg(spool)
-        .args(args)
-        .stdout(Stdio::piped())
+    let bin = bin();
+    let mut c = spool_command(&[bin.as_os_str()], spool, args);
+    c.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if input.is_some() {
             Stdio::piped()

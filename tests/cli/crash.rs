@@ -34,10 +34,6 @@ fn need(tool: &str) -> bool {
     works
 }
 
-fn soak() -> bool {
-    std::env::var("QSPOOL_SOAK").is_ok_and(|v| v == "1")
-}
-
 // ---------------------------------------------------------------------------------------------
 // The checker itself must fail on bad runs: fabricated histories and spools, one fault each.
 

@@ -20,10 +20,6 @@ fn strict() -> bool {
     std::env::var("QSPOOL_TEST_NEEDS_ROOT_TOOLS").as_deref() == Ok("1")
 }
 
-fn soak() -> bool {
-    std::env::var("QSPOOL_SOAK").as_deref() == Ok("1")
-}
-
 /// Whether a test that mounts may run: it needs root and every tool in `tools`.
 fn need_root(tools: &[&str]) -> bool {
     let uid = Command::new("id").arg("-u").output().ok();
@@ -71,13 +67,9 @@ fn bin() -> PathBuf {
 
 /// A qspool command against `spool`, with no inherited spool settings.
 fn q(spool: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(bin());
-    c.env_remove("QSPOOL_DIR")
-        .env_remove("XDG_STATE_HOME")
-        .arg("--spool")
-        .arg(spool)
-        .args(args)
-        .stdin(Stdio::null())
+    let bin = bin();
+    let mut c = spool_command(&[bin.as_os_str()], spool, args);
+    c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c

@@ -476,3 +476,26 @@ pub fn strace_works(test: &str) -> bool {
     }
     works
 }
+
+/// Whether the soak tier runs (`QSPOOL_SOAK=1`): the same tests with bigger counts.
+pub fn soak() -> bool {
+    std::env::var("QSPOOL_SOAK").is_ok_and(|v| v == "1")
+}
+
+/// `PROGRAM --spool SPOOL ARGS...` with no inherited spool settings, for tests that run qspool
+/// outside an `Env` (on a mounted filesystem, through a wrapper such as faketime). `program`
+/// is qspool itself, or a wrapper whose arguments end with qspool.
+pub fn spool_command(
+    program: &[&std::ffi::OsStr],
+    spool: &Path,
+    args: &[&str],
+) -> std::process::Command {
+    let mut c = std::process::Command::new(program[0]);
+    c.args(&program[1..])
+        .env_remove("QSPOOL_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .arg("--spool")
+        .arg(spool)
+        .args(args);
+    c
+}
