@@ -1275,6 +1275,12 @@ fn spools_of_root_or_the_caller_are_trusted() {
             chown(env.spool(), 0);
             chmod(env.spool(), 0o755);
         }
+        // A copy the unprivileged user can reach: the build directory may sit under a private
+        // directory (a clone in `mktemp -d`, say).
+        let bin = env.scratch().join("qspool");
+        fs::copy(qspool_bin(), &bin).unwrap();
+        chmod(&bin, 0o755);
+        let bin = bin.to_str().unwrap().to_owned();
         let sp = env.spool().to_str().unwrap().to_owned();
         as_nobody(
             r#"unset QSPOOL_TRUST_SPOOL
@@ -1283,7 +1289,7 @@ fn spools_of_root_or_the_caller_are_trusted() {
             test "$("$1" --spool "$2" pop)" = mine
             "$1" --spool "$2" stats >/dev/null
             "$1" --spool "$2" show "$id" >/dev/null"#,
-            &[qspool_bin(), &sp],
+            &[&bin, &sp],
         );
     }
 }
