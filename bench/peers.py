@@ -6,6 +6,7 @@
   peers.py fill KIND SETTING DIR N         push N (untimed filler)
   peers.py push1 KIND SETTING DIR BODY     one message, one process (the W1 shape)
   peers.py pop1 KIND SETTING DIR           take one message and delete it; exit 3 when empty
+  peers.py drain KIND SETTING DIR          take and delete every message (untimed reset)
   peers.py w4 KIND SETTING DIR N           2 producers + 2 consumers (processes), N messages;
                                            prints "seconds delivered distinct duplicates lost"
 
@@ -56,6 +57,7 @@ class Q:
 
     def __init__(self, kind, setting, d):
         self.kind = kind
+        self.it = None
         if kind == "dirq":
             from dirq.QueueSimple import QueueSimple
             self.q = QueueSimple(d)
@@ -87,12 +89,17 @@ class Q:
     def take(self):
         k = self.kind
         if k == "dirq":
-            # dirq's own loop: lock (mkdir), get, remove; a lost lock race just moves on
-            for name in self.q:
-                if self.q.lock(name):
-                    body = self.q.get(name)
-                    self.q.remove(name)
-                    return body
+            # dirq's own loop: one pass over the queue, lock (mkdir), get, remove; a lost lock
+            # race just moves on. The pass is kept between calls (a fresh one per message would
+            # list the whole directory each time); a new pass starts only when one runs out.
+            for fresh in (False, True):
+                if fresh or self.it is None:
+                    self.it = iter(self.q)
+                for name in self.it:
+                    if self.q.lock(name):
+                        body = self.q.get(name)
+                        self.q.remove(name)
+                        return body
             return None
         if k == "pq":
             import persistqueue
@@ -135,6 +142,10 @@ def main():
             q.put(b"message %d" % i)
     elif op == "push1":
         Q(kind, setting, d).put(sys.argv[5].encode())
+    elif op == "drain":
+        q = Q(kind, setting, d)
+        while q.take() is not None:
+            pass
     elif op == "pop1":
         body = Q(kind, setting, d).take()
         if body is None:
