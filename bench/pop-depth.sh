@@ -127,10 +127,10 @@ ms() { awk -v u="$1" 'BEGIN { printf "%.3f", u / 1000 }'; }
 
 # ---- build -------------------------------------------------------------------------------------
 echo "== building release binary"
-(cd "$ROOT" && cargo build --release --quiet)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
-QSPOOL=$TARGET_DIR/release/qspool
+# Cargo says where the binary is: the target directory and the build target may be set anywhere.
+QSPOOL=$(cd "$ROOT" && cargo build --release --quiet --message-format=json |
+    sed -n 's/.*"executable":"\([^"]*\/qspool\)".*/\1/p' | tail -n 1)
+[ -x "$QSPOOL" ] || { echo "$0: cargo built no qspool binary" >&2; exit 1; }
 [ -x "$QSPOOL" ] || { echo "pop-depth: no binary at $QSPOOL" >&2; exit 1; }
 
 # ---- scratch space -----------------------------------------------------------------------------

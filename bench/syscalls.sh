@@ -16,10 +16,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${N:-1000}
 [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "syscalls.sh: N must be a positive integer" >&2; exit 2; }
 command -v strace >/dev/null 2>&1 || { echo "syscalls.sh: needs strace (Debian: strace)" >&2; exit 1; }
-(cd "$ROOT" && cargo build --release --quiet)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
-Q=$TARGET_DIR/release/qspool
+# Cargo says where the binary is: the target directory and the build target may be set anywhere.
+Q=$(cd "$ROOT" && cargo build --release --quiet --message-format=json |
+    sed -n 's/.*"executable":"\([^"]*\/qspool\)".*/\1/p' | tail -n 1)
+[ -x "$Q" ] || { echo "$0: cargo built no qspool binary" >&2; exit 1; }
 WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/qspool-syscalls.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 gcc -O2 -o "$WORK/floor" "$ROOT/bench/floor.c"

@@ -222,6 +222,15 @@ pub fn rename_replace(dir: &File, from: &str, to: &str) -> io::Result<()> {
     check(unsafe { libc::renameat(fd, s.as_ptr(), fd, d.as_ptr()) }).map(|_| ())
 }
 
+/// Writes back everything dirty on the filesystem that holds `file`, and flushes the device
+/// (`syncfs`). Since Linux 5.8 it also reports a writeback error of any file of that filesystem
+/// since `file` was opened, so one call stands for the fsyncs of many files.
+#[allow(unsafe_code)]
+pub fn syncfs(file: &File) -> io::Result<()> {
+    // SAFETY: the fd is open.
+    check(unsafe { libc::syncfs(file.as_raw_fd()) }).map(|_| ())
+}
+
 /// Sets a file's or directory's times to now (`futimens` with NULL): write permission suffices.
 #[allow(unsafe_code)]
 pub fn touch(file: &File) -> io::Result<()> {

@@ -101,6 +101,8 @@ pub struct BucketDirs {
     dirs: Vec<(PathBuf, File)>,
     /// Indexes into `dirs` of the parents of levels this process made.
     made_in: Vec<usize>,
+    /// Whether a push already holds these directories for its commit's fsync.
+    pub held: bool,
 }
 
 impl BucketDirs {
@@ -142,7 +144,11 @@ impl BucketDirs {
                 };
                 dirs.push((path, dir));
             }
-            return Ok(BucketDirs { dirs, made_in });
+            return Ok(BucketDirs {
+                dirs,
+                made_in,
+                held: false,
+            });
         }
         Err(gave_up(new_path))
     }

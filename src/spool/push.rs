@@ -1,5 +1,6 @@
-//! Delivery into the spool, Maildir's way: write in `tmp/`, fsync, rename into `new/`, fsync the
-//! directory. Messages pushed together share one group commit of the directories they touched.
+//! Delivery into the spool, Maildir's way: write in `tmp/`, make it durable, rename into `new/`,
+//! fsync the directory. Messages pushed together share one group commit: their contents are
+//! made durable together, they share a bucket, and its directories are fsynced once.
 
 use super::durable::{self, BucketDirs, Src};
 use super::idgen::IdGen;
@@ -12,23 +13,47 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 /// A commit is due once this many distinct directories wait for their fsync: each is held open
-/// until then, and a long `--lines` run must not run out of file descriptors.
+/// until then, and a long run must not run out of file descriptors.
 const MAX_HELD_DIRS: usize = 128;
 
-/// A group of pushes whose directory fsyncs are shared. Ids are handed out only by `commit`,
-/// once every message before it is durable.
+/// A commit of at most this many messages fsyncs each file; a larger one syncs their
+/// filesystem once (`syncfs`), which costs about one fsync however many files it covers.
+/// Below it, fsyncs touch only our own files, and a busy filesystem's other dirty data does not
+/// delay a small push.
+const FSYNC_EACH_MAX: usize = 8;
+
+/// A commit is due once this many messages wait for it, so that a fast producer's ids come in
+/// steady batches and the names held in memory stay bounded.
+const MAX_GROUP: usize = 4096;
+
+/// A group of pushes that share one commit. Ids are handed out only by `commit`, once every
+/// message before it is durable.
 pub struct Batch<'a> {
     spool: &'a Spool,
     sync: bool,
     ids: IdGen,
-    /// The bucket of the last message, reused while messages share their millisecond.
+    /// When the current group began (ms): its messages are all visible from then (plus their
+    /// delay), so they go to one bucket and its directories are opened and fsynced once.
+    group_ms: Option<u64>,
+    /// The bucket of the last message, reused while messages share their visible-at time.
     last: Option<(u64, BucketDirs)>,
     /// Directories to fsync at commit, by (device, inode): a bucket a pop removed and a pusher
     /// made again is another directory, and both are synced.
     held: HashMap<(u64, u64), (PathBuf, File)>,
+    /// Written to `tmp/`, not yet durable nor renamed (durable pushes only).
+    staged: Vec<Staged>,
+    /// In `new/`, their ids to print at the commit.
     pending: Vec<Id>,
     /// The copy buffer for bodies that are read, made on first use.
     buf: Vec<u8>,
+}
+
+/// A message written to `tmp/` and waiting for the commit.
+struct Staged {
+    ready: Ready,
+    name: String,
+    /// Its file, while the commit may still fsync files one by one.
+    file: Option<File>,
 }
 
 /// A message's bytes: in memory already (an argument, a line), or to be read.
@@ -49,8 +74,10 @@ impl<'a> Batch<'a> {
             spool,
             sync,
             ids: IdGen::new(),
+            group_ms: None,
             last: None,
             held: HashMap::new(),
+            staged: Vec::new(),
             pending: Vec::new(),
             buf: Vec::new(),
         }
@@ -58,28 +85,28 @@ impl<'a> Batch<'a> {
 
     /// How many messages wait for `commit`.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.staged.len() + self.pending.len()
     }
 
-    /// Whether enough directories are held open that the caller should commit now.
+    /// Whether the group is big enough that the caller should commit now.
     pub fn commit_due(&self) -> bool {
-        self.held.len() >= MAX_HELD_DIRS
+        self.pending() >= MAX_GROUP
     }
 
-    /// Writes one message from `body` (called `source` in errors) and renames it into `new/`,
-    /// visible `delay_ms` from now. On failure nothing of this message is left in `tmp/` or
-    /// `new/`.
+    /// Writes one message from `body` (called `source` in errors) into `tmp/`, visible
+    /// `delay_ms` after its group began. Without sync it is renamed into `new/` at once; with
+    /// sync, by the commit. On failure nothing of this message is left in `tmp/` or `new/`.
     pub fn add(&mut self, body: Body<'_>, source: &str, delay_ms: u64) -> Result<()> {
         let now = now_us();
         let id = self.ids.next(now);
+        let group_ms = *self.group_ms.get_or_insert(now / 1000);
         let ready = Ready {
             id,
             attempts: 0,
-            visible_ms: lease::at(now / 1000, delay_ms),
+            visible_ms: lease::at(group_ms, delay_ms),
         };
         let name = ready.to_string();
         let tmp_dir = self.spool.fd(Dir::Tmp);
-        let tmp = || self.spool.dir(Dir::Tmp).join(&name);
         let written = durable::create_new(tmp_dir, &name)
             .map_err(CopyError::Write)
             .and_then(|mut file| {
@@ -87,20 +114,42 @@ impl<'a> Batch<'a> {
                     Body::Bytes(b) => file.write_all(b).map_err(CopyError::Write)?,
                     Body::Reader(r) => copy_body(r, &mut file, &mut self.buf)?,
                 }
-                if self.sync {
-                    file.sync_all().map_err(CopyError::Write)?;
-                }
-                Ok(())
+                Ok(file)
             });
-        if let Err(e) = written {
-            let _ = at::unlink(tmp_dir, &name);
-            return Err(match e {
-                CopyError::Read(e) => anyhow::Error::new(e).context(format!("read {source}")),
-                CopyError::Write(e) => {
-                    anyhow::Error::new(e).context(format!("write {}", tmp().display()))
-                }
-            });
+        let file = match written {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = at::unlink(tmp_dir, &name);
+                return Err(match e {
+                    CopyError::Read(e) => anyhow::Error::new(e).context(format!("read {source}")),
+                    CopyError::Write(e) => anyhow::Error::new(e).context(format!(
+                        "write {}",
+                        self.spool.dir(Dir::Tmp).join(&name).display()
+                    )),
+                });
+            }
+        };
+        if !self.sync {
+            drop(file);
+            return self.rename(ready, &name);
         }
+        let file = if self.staged.len() < FSYNC_EACH_MAX {
+            Some(file)
+        } else {
+            // The commit will sync the filesystem instead: the files need not stay open.
+            for s in &mut self.staged {
+                s.file = None;
+            }
+            None
+        };
+        self.staged.push(Staged { ready, name, file });
+        Ok(())
+    }
+
+    /// Renames `tmp/<name>` into its bucket in `new/`, keeping the bucket's directories for the
+    /// commit's fsync; on failure removes the `tmp/` file.
+    fn rename(&mut self, ready: Ready, name: &str) -> Result<()> {
+        let tmp_dir = self.spool.fd(Dir::Tmp);
         let parts = Bucket::of(ready.visible_ms).parts();
         let reuse = match self.last.take() {
             Some((v, b)) if v == ready.visible_ms => Some(b),
@@ -110,14 +159,14 @@ impl<'a> Batch<'a> {
         // before any id is printed, and an fsync here would hold a fresh, empty level open to
         // removal by pops for as long as the disk takes.
         let new_root = self.spool.dir(Dir::New);
-        let src = Src {
-            dir: tmp_dir,
-            name: &name,
-        };
+        let src = Src { dir: tmp_dir, name };
         let new_dir = self.spool.fd(Dir::New);
-        match durable::rename_into_bucket(src, new_dir, &new_root, &parts, &name, false, reuse) {
-            Ok(bucket) => {
-                if self.sync {
+        match durable::rename_into_bucket(src, new_dir, &new_root, &parts, name, false, reuse) {
+            Ok(mut bucket) => {
+                // A bucket reused from the last message is held already; one opened afresh
+                // (a pop may have removed the old one) is another directory.
+                if self.sync && !bucket.held {
+                    bucket.held = true;
                     self.hold(&bucket)
                         .with_context(|| format!("open {}", bucket.leaf().display()))?;
                 }
@@ -126,11 +175,11 @@ impl<'a> Batch<'a> {
                 Ok(())
             }
             Err(e) => {
-                let _ = at::unlink(tmp_dir, &name);
+                let _ = at::unlink(tmp_dir, name);
                 Err(e).with_context(|| {
                     format!(
                         "rename {} into {}",
-                        tmp().display(),
+                        self.spool.dir(Dir::Tmp).join(name).display(),
                         new_root
                             .join(Bucket::of(ready.visible_ms).rel_path())
                             .display()
@@ -153,28 +202,89 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    /// Makes every added message durable (one fsync per directory they went through), then
-    /// prints their ids to `out`, one per line. If a directory fsync fails no id is printed:
-    /// those messages are in `new/` but may not survive a crash, as `docs/FORMAT.md` describes.
-    pub fn commit(&mut self, out: &mut dyn Write) -> Result<()> {
-        if self.pending.is_empty() {
+    /// Makes the staged files' contents durable: each file's fsync, or one `syncfs` for a
+    /// large group. A failure is never retried: whatever the kernel dropped is gone.
+    fn sync_staged(&self, staged: &[Staged]) -> Result<()> {
+        if staged.iter().all(|s| s.file.is_some()) {
+            for s in staged {
+                if let Some(f) = &s.file {
+                    f.sync_all().with_context(|| {
+                        format!("sync {}", self.spool.dir(Dir::Tmp).join(&s.name).display())
+                    })?;
+                }
+            }
             return Ok(());
         }
+        at::syncfs(self.spool.fd(Dir::Tmp)).with_context(|| {
+            format!(
+                "sync the filesystem of {}",
+                self.spool.dir(Dir::Tmp).display()
+            )
+        })
+    }
+
+    /// fsyncs every held directory once. On failure the messages renamed so far are in `new/`
+    /// but may not survive a crash: their ids are forgotten, never printed.
+    fn sync_held(&mut self) -> Result<()> {
         // The fsyncs go to held descriptors, not paths: a pop may already have leased these
         // messages and removed their emptied bucket, and that must not fail the push.
         let held = std::mem::take(&mut self.held);
+        // The next message into the last bucket must hold its directories again.
+        if let Some((_, b)) = &mut self.last {
+            b.held = false;
+        }
         for (path, dir) in held.values() {
             if let Err(e) = dir.sync_all() {
-                // These messages are in new/ but may not survive a crash: their ids are never
-                // printed, so nobody takes them for durable.
                 self.pending.clear();
                 return Err(e).with_context(|| format!("sync {}", path.display()));
             }
         }
+        Ok(())
+    }
+
+    /// Makes every added message durable, then prints their ids to `out`, one per line: the
+    /// staged files' contents first (`sync_staged`), then their renames into `new/`, then one
+    /// fsync per directory they went into. If a sync fails no id of the group is printed; if a
+    /// rename fails, the messages renamed before it are committed and printed, those after it
+    /// are removed from `tmp/`, and the error is returned.
+    pub fn commit(&mut self, out: &mut dyn Write) -> Result<()> {
+        self.group_ms = None;
+        let staged = std::mem::take(&mut self.staged);
+        let mut failed = None;
+        if !staged.is_empty() {
+            if let Err(e) = self.sync_staged(&staged) {
+                let tmp_dir = self.spool.fd(Dir::Tmp);
+                for s in &staged {
+                    let _ = at::unlink(tmp_dir, &s.name);
+                }
+                return Err(e);
+            }
+            let mut staged = staged.into_iter();
+            while let Some(s) = staged.next() {
+                drop(s.file);
+                let step = self.rename(s.ready, &s.name).and_then(|()| {
+                    if self.held.len() >= MAX_HELD_DIRS {
+                        self.sync_held()?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = step {
+                    let tmp_dir = self.spool.fd(Dir::Tmp);
+                    for rest in staged.by_ref() {
+                        let _ = at::unlink(tmp_dir, &rest.name);
+                    }
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            return failed.map_or(Ok(()), Err);
+        }
+        self.sync_held()?;
         // Waiting pops wake on this; best effort, as they look again on their own anyway.
         let _ = at::touch(self.spool.fd(Dir::New));
-        // One write for the whole group: stdout is line-buffered, and a write per id would
-        // cost a system call per message.
+        // One write for the whole group: a write per id would cost a system call per message.
         let mut text = Vec::with_capacity(self.pending.len() * 48);
         for id in self.pending.drain(..) {
             text.extend_from_slice(id.as_str().as_bytes());
@@ -183,7 +293,7 @@ impl<'a> Batch<'a> {
         out.write_all(&text)
             .and_then(|()| out.flush())
             .context("write ids to standard output")?;
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 

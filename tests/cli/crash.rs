@@ -638,8 +638,10 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
     let body = format!("crash {op:?}");
     let mut id = String::new();
     let mut rcpt = String::new();
-    // Three messages for the batch commands: a kill can fall between two of them.
-    let batch: Vec<String> = (0..3).map(|i| format!("{body} {i}")).collect();
+    // Several messages for the batch commands, so that a kill can fall between two of them;
+    // for push, more than a commit fsyncs one by one, so its one syncfs is a kill point too.
+    let n = if op == Op::PushLines { 10 } else { 3 };
+    let batch: Vec<String> = (0..n).map(|i| format!("{body} {i}")).collect();
     let mut batch_ids = Vec::new();
     if op == Op::PopMany {
         batch_ids = push_lines(spool, &h, &batch);

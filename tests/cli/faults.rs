@@ -560,7 +560,13 @@ fn power_loss(fs: &str) {
             producers.push(std::thread::spawn(move || {
                 let who = format!("r{round}p{p}");
                 while !stop.load(Ordering::SeqCst) {
-                    let n = if r.below(4) == 0 { 3 } else { 1 };
+                    // Some groups larger than a commit fsyncs file by file: their contents
+                    // rest on one syncfs.
+                    let n = match r.below(8) {
+                        0 => 3,
+                        1 => 20,
+                        _ => 1,
+                    };
                     load.push(&who, n, &mut r);
                 }
             }));
@@ -584,7 +590,9 @@ fn power_loss(fs: &str) {
             for t in producers.drain(..) {
                 t.join().unwrap();
             }
-            load.push(&format!("r{round}tail"), 1, &mut rng);
+            // One message, or a group that syncs its contents with one syncfs.
+            let n = if round % 4 == 0 { 1 } else { 20 };
+            load.push(&format!("r{round}tail"), n, &mut rng);
         } else {
             cut_mid_push += 1;
         }
@@ -832,19 +840,21 @@ fn running_out_of_inodes_fails_push_cleanly_and_keeps_the_queue_working() {
 // 3. I/O errors injected by strace, one failing call at a time.
 
 /// The calls whose failure is injected: every write, every flush to disk, every rename.
-const INJECTED: [&str; 6] = [
+const INJECTED: [&str; 7] = [
     "write",
     "fsync",
     "fdatasync",
+    "syncfs",
     "rename",
     "renameat",
     "renameat2",
 ];
 
 /// Every command that changes the spool, as `prepare` knows them.
-const CASES: [&str; 11] = [
+const CASES: [&str; 12] = [
     "push",
     "push --lines",
+    "push --lines, a large group",
     "pop",
     "pop --receipt-file",
     "ack",
@@ -896,8 +906,10 @@ fn prepare(spool: &Path, h: &History, case: &str) -> Setup {
             s.args = vec!["push".into(), String::from_utf8(b.clone()).unwrap()];
             s.pushes = vec![b];
         }
-        "push --lines" => {
-            s.pushes = (0..3).map(|i| body(&format!("line{i}"), 40)).collect();
+        "push --lines" | "push --lines, a large group" => {
+            // A large group's contents are made durable by one syncfs, not a fsync each.
+            let n = if case == "push --lines" { 3 } else { 12 };
+            s.pushes = (0..n).map(|i| body(&format!("line{i}"), 40)).collect();
             s.stdin = Some(s.pushes.join(&b'\n'));
             s.args = strs(&["push", "--lines"]);
         }
@@ -1154,6 +1166,7 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
     let mut findings = Vec::new();
     let mut injected = 0;
     let mut dir_fsyncs: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut syncfs_failed: BTreeMap<&str, usize> = BTreeMap::new();
     for case in CASES {
         for syscall in INJECTED {
             let dir = tempfile::tempdir().unwrap();
@@ -1187,6 +1200,9 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
                 if syscall == "fsync" && injected_on_directory(&t) {
                     *dir_fsyncs.entry(case).or_default() += 1;
                 }
+                if syscall == "syncfs" {
+                    *syncfs_failed.entry(case).or_default() += 1;
+                }
                 if let Some(l) = fsync_retried(&t) {
                     findings.push(format!("{what}: fsync retried and trusted: {l}"));
                 }
@@ -1206,13 +1222,22 @@ fn an_io_error_at_any_step_fails_the_command_and_keeps_the_spool_whole() {
             }
         }
     }
-    eprintln!("io errors: {injected} injected, directory fsyncs among them {dir_fsyncs:?}");
+    eprintln!(
+        "io errors: {injected} injected, directory fsyncs among them {dir_fsyncs:?}, \
+         syncfs {syncfs_failed:?}"
+    );
     // The fsyncs that make a push's rename durable are among those that failed.
     assert!(
         dir_fsyncs.get("push").is_some_and(|&n| n >= 2),
         "{dir_fsyncs:?}"
     );
     assert!(dir_fsyncs.contains_key("push --lines"), "{dir_fsyncs:?}");
+    // A large group's contents rest on its one syncfs, and that failing was tried too.
+    assert!(
+        dir_fsyncs.contains_key("push --lines, a large group")
+            && syncfs_failed.contains_key("push --lines, a large group"),
+        "{dir_fsyncs:?} {syncfs_failed:?}"
+    );
     assert!(injected > 40, "only {injected} faults were injected");
     assert!(
         findings.is_empty(),
