@@ -88,9 +88,10 @@ pub struct InitArgs {
 
 /// Push messages: each TEXT is one message; with none, standard input is one message.
 ///
-/// Prints the id of each message once it is durable (file fsync, rename, directory fsync), one
-/// per line, in order. Payloads are binary-safe, of any size, and may be empty. Messages pushed
-/// by one command share their directory fsyncs.
+/// Prints the id of each message once it is durable (contents synced, renamed into new/,
+/// directory fsynced), one per line, in order. Payloads are binary-safe, of any size, and may
+/// be empty. Messages pushed by one command share one group commit: their contents are synced
+/// together (one syncfs for more than 8) and their directories fsynced once.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool push 'send welcome mail to ada@example.org'
