@@ -26,15 +26,21 @@ const FSYNC_EACH_MAX: usize = 8;
 /// steady batches and the names held in memory stay bounded.
 const MAX_GROUP: usize = 4096;
 
+/// Messages of a group share a visible-at time, and so a bucket, until this many have; the
+/// next ones take the time of their own millisecond. A pop reads a whole leaf bucket, so a
+/// leaf of a whole large group would make every pop of it slower; this many keeps a pop's
+/// cost flat while the group's directory fsyncs stay few.
+const PER_BUCKET: usize = 128;
+
 /// A group of pushes that share one commit. Ids are handed out only by `commit`, once every
 /// message before it is durable.
 pub struct Batch<'a> {
     spool: &'a Spool,
     sync: bool,
     ids: IdGen,
-    /// When the current group began (ms): its messages are all visible from then (plus their
-    /// delay), so they go to one bucket and its directories are opened and fsynced once.
-    group_ms: Option<u64>,
+    /// The visible-at time (ms, before the delay) that messages of this group take, and how
+    /// many have taken it: one bucket whose directories are opened and fsynced once.
+    base: Option<(u64, usize)>,
     /// The bucket of the last message, reused while messages share their visible-at time.
     last: Option<(u64, BucketDirs)>,
     /// Directories to fsync at commit, by (device, inode): a bucket a pop removed and a pusher
@@ -74,7 +80,7 @@ impl<'a> Batch<'a> {
             spool,
             sync,
             ids: IdGen::new(),
-            group_ms: None,
+            base: None,
             last: None,
             held: HashMap::new(),
             staged: Vec::new(),
@@ -94,16 +100,27 @@ impl<'a> Batch<'a> {
     }
 
     /// Writes one message from `body` (called `source` in errors) into `tmp/`, visible
-    /// `delay_ms` after its group began. Without sync it is renamed into `new/` at once; with
+    /// `delay_ms` after its group began (or its bucket's share of it, see `PER_BUCKET`). Without sync it is renamed into `new/` at once; with
     /// sync, by the commit. On failure nothing of this message is left in `tmp/` or `new/`.
     pub fn add(&mut self, body: Body<'_>, source: &str, delay_ms: u64) -> Result<()> {
         let now = now_us();
         let id = self.ids.next(now);
-        let group_ms = *self.group_ms.get_or_insert(now / 1000);
+        let base = match self.base {
+            // A full bucket gives way to the current millisecond, never to a later one: a
+            // message is not made to wait beyond its delay.
+            Some((ms, n)) if n < PER_BUCKET || now / 1000 <= ms => {
+                self.base = Some((ms, n + 1));
+                ms
+            }
+            _ => {
+                self.base = Some((now / 1000, 1));
+                now / 1000
+            }
+        };
         let ready = Ready {
             id,
             attempts: 0,
-            visible_ms: lease::at(group_ms, delay_ms),
+            visible_ms: lease::at(base, delay_ms),
         };
         let name = ready.to_string();
         let tmp_dir = self.spool.fd(Dir::Tmp);
@@ -248,7 +265,7 @@ impl<'a> Batch<'a> {
     /// rename fails, the messages renamed before it are committed and printed, those after it
     /// are removed from `tmp/`, and the error is returned.
     pub fn commit(&mut self, out: &mut dyn Write) -> Result<()> {
-        self.group_ms = None;
+        self.base = None;
         let staged = std::mem::take(&mut self.staged);
         let mut failed = None;
         if !staged.is_empty() {

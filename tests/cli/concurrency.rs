@@ -42,14 +42,6 @@ fn code(o: &Output) -> i32 {
     o.status.code().expect("exited")
 }
 
-fn parse_lines(o: &Output) -> Vec<Value> {
-    String::from_utf8(o.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-        .collect()
-}
-
 /// Pushes `bodies` with one `push --lines --no-sync` and returns id -> body.
 fn push_lines(env: &Env, bodies: &[String]) -> BTreeMap<String, String> {
     let input = bodies.join("\n") + "\n";

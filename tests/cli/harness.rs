@@ -242,6 +242,14 @@ impl Env {
 }
 
 /// Standard output split into lines (without their `\n`).
+/// Standard output as JSON lines, one value each (`pop --json`).
+pub fn parse_lines(o: &Output) -> Vec<Value> {
+    lines(o)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
 pub fn lines(o: &Output) -> Vec<String> {
     stdout(o).lines().map(str::to_owned).collect()
 }

@@ -4,13 +4,6 @@
 use crate::harness::*;
 use serde_json::Value;
 
-fn parse_lines(out: &std::process::Output) -> Vec<Value> {
-    lines(out)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// A payload bigger than any pipe buffer.
 fn big_payload() -> Vec<u8> {
     (0..1024 * 1024 + 3).map(|i| (i % 251) as u8).collect()

@@ -668,3 +668,42 @@ fn file_needs_at_least_one_file_and_excludes_lines() {
     assert_exit(&env.run(&["push", "--file", "--lines"]), 2);
     assert!(!env.spool().exists());
 }
+
+/// A group commit shares its buckets: 1,000 lines read in one go are one group, whose messages
+/// take a visible-at time 128 at a time, so they land in at most 8 leaf buckets (one
+/// directory fsync each, not one per millisecond the push took) and a pop never has to read a
+/// leaf of the whole group. They still come back in push order.
+#[test]
+fn a_large_group_shares_few_buckets_and_keeps_its_order() {
+    let env = Env::init(&[]);
+    let text: String = (0..1000).map(|i| format!("m{i}\n")).collect();
+    let out = env.run_stdin(&["push", "--lines"], text.as_bytes());
+    assert_exit(&out, 0);
+    let ids = lines(&out);
+    assert_eq!(ids.len(), 1000);
+    let files = env.new_files();
+    assert_eq!(files.len(), 1000);
+    let mut leaves: std::collections::BTreeMap<_, Vec<String>> = Default::default();
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap().to_owned();
+        leaves.entry(f.parent().unwrap()).or_default().push(name);
+    }
+    assert!(
+        leaves.len() <= 8,
+        "{} leaf buckets for one group of 1,000",
+        leaves.len()
+    );
+    // A leaf takes more than 128 only of messages made within its own millisecond (the id
+    // starts with the push time in microseconds): a message never waits past its time.
+    for names in leaves.values_mut() {
+        names.sort();
+        for n in names.iter().skip(128) {
+            let made_ms = n[..n.find('.').unwrap()].parse::<u64>().unwrap() / 1000;
+            assert_eq!(made_ms, visible_ms(n), "{n}");
+        }
+    }
+    let out = env.run(&["pop", "--json", "-n", "1000"]);
+    assert_exit(&out, 0);
+    let got: Vec<String> = parse_lines(&out).iter().map(id).collect();
+    assert_eq!(got, ids);
+}
