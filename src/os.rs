@@ -261,6 +261,35 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Whether `syncfs(2)` reports writeback errors (Linux 5.8 and later). Before that it returned
+/// 0 even when a file's data could not be written, so it cannot stand for their fsyncs.
+pub fn syncfs_reports_errors() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        // SAFETY: an all-zero utsname is a valid buffer for uname to fill in.
+        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: the buffer is writable; uname NUL-terminates each field.
+        if unsafe { libc::uname(&mut u) } != 0 {
+            return false;
+        }
+        // SAFETY: filled in and NUL-terminated by uname.
+        let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) };
+        release_at_least(&release.to_string_lossy(), (5, 8))
+    })
+}
+
+/// Whether a kernel release string ("6.1.0-18-amd64") is at least `major.minor`. An unreadable
+/// one is taken for an old kernel: the cautious answer.
+fn release_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
+
 /// Clears O_NONBLOCK, which messages are opened with (so that a FIFO planted in the spool
 /// cannot block the open): a CMD reading its standard input must see an ordinary file.
 pub fn set_blocking(file: &File) -> io::Result<()> {
@@ -302,6 +331,17 @@ mod tests {
         // Still unreaped: the status is there for `wait`, and asking again says the same.
         assert!(has_exited(pid).unwrap());
         assert_eq!(child.wait().unwrap().code(), Some(7));
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_then_minor() {
+        assert!(release_at_least("6.18.44-fc-v669", (5, 8)));
+        assert!(release_at_least("5.8.0", (5, 8)));
+        assert!(release_at_least("5.10.0-28-amd64", (5, 8)));
+        assert!(!release_at_least("5.4.0-150-generic", (5, 8)));
+        assert!(!release_at_least("4.19.0", (5, 8)));
+        assert!(!release_at_least("", (5, 8)));
+        assert!(!release_at_least("garbage", (5, 8)));
     }
 
     #[test]

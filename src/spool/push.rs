@@ -94,9 +94,12 @@ impl<'a> Batch<'a> {
         self.staged.len() + self.pending.len()
     }
 
-    /// Whether the group is big enough that the caller should commit now.
+    /// Whether the group is big enough that the caller should commit now. Where `syncfs` does
+    /// not report write errors (before Linux 5.8), a group never outgrows the fsync of each
+    /// file.
     pub fn commit_due(&self) -> bool {
         self.pending() >= MAX_GROUP
+            || (self.staged.len() >= FSYNC_EACH_MAX && !crate::os::syncfs_reports_errors())
     }
 
     /// Writes one message from `body` (called `source` in errors) into `tmp/`, visible
@@ -105,16 +108,17 @@ impl<'a> Batch<'a> {
     pub fn add(&mut self, body: Body<'_>, source: &str, delay_ms: u64) -> Result<()> {
         let now = now_us();
         let id = self.ids.next(now);
+        let now_ms = now / 1000;
         let base = match self.base {
-            // A full bucket gives way to the current millisecond, never to a later one: a
-            // message is not made to wait beyond its delay.
-            Some((ms, n)) if n < PER_BUCKET || now / 1000 <= ms => {
+            // A full bucket gives way to the current millisecond. A base later than now (the
+            // clock was stepped back) is never kept: a message must not wait beyond its delay.
+            Some((ms, n)) if ms <= now_ms && (n < PER_BUCKET || ms == now_ms) => {
                 self.base = Some((ms, n + 1));
                 ms
             }
             _ => {
-                self.base = Some((now / 1000, 1));
-                now / 1000
+                self.base = Some((now_ms, 1));
+                now_ms
             }
         };
         let ready = Ready {
