@@ -26,6 +26,12 @@ const FSYNC_EACH_MAX: usize = 8;
 /// steady batches and the names held in memory stay bounded.
 const MAX_GROUP: usize = 4096;
 
+/// A message pushed without delay takes a visible-at time rounded down to a multiple of this
+/// many milliseconds. It is visible at once either way, and one-shot pushes of the same 10 ms
+/// then share a leaf bucket instead of each making one (a new directory inode) that the pop
+/// emptying it removes again: that cost most of a shell loop's push beyond the process start.
+const SLOT_MS: u64 = 10;
+
 /// Messages of a group share a visible-at time, and so a bucket, until this many have; the
 /// next ones take the time of their own millisecond. A pop reads a whole leaf bucket, so a
 /// leaf of a whole large group would make every pop of it slower; this many keeps a pop's
@@ -109,16 +115,22 @@ impl<'a> Batch<'a> {
         let now = now_us();
         let id = self.ids.next(now);
         let now_ms = now / 1000;
+        // Delayed messages keep their exact time: rounding would make them visible early.
+        let slot = if delay_ms == 0 {
+            now_ms - now_ms % SLOT_MS
+        } else {
+            now_ms
+        };
         let base = match self.base {
-            // A full bucket gives way to the current millisecond. A base later than now (the
-            // clock was stepped back) is never kept: a message must not wait beyond its delay.
-            Some((ms, n)) if ms <= now_ms && (n < PER_BUCKET || ms == now_ms) => {
+            // A full bucket gives way to the current slot. A base later than now (the clock was
+            // stepped back) is never kept: a message must not wait beyond its delay.
+            Some((ms, n)) if ms <= slot && (n < PER_BUCKET || ms == slot) => {
                 self.base = Some((ms, n + 1));
                 ms
             }
             _ => {
-                self.base = Some((now_ms, 1));
-                now_ms
+                self.base = Some((slot, 1));
+                slot
             }
         };
         let ready = Ready {

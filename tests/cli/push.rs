@@ -693,17 +693,43 @@ fn a_large_group_shares_few_buckets_and_keeps_its_order() {
         "{} leaf buckets for one group of 1,000",
         leaves.len()
     );
-    // A leaf takes more than 128 only of messages made within its own millisecond (the id
-    // starts with the push time in microseconds): a message never waits past its time.
+    // No message is visible later than it was made (the id starts with the push time in
+    // microseconds), and a leaf takes more than 128 only of messages made within its own
+    // 10 ms slot.
     for names in leaves.values_mut() {
         names.sort();
-        for n in names.iter().skip(128) {
+        for (i, n) in names.iter().enumerate() {
             let made_ms = n[..n.find('.').unwrap()].parse::<u64>().unwrap() / 1000;
-            assert_eq!(made_ms, visible_ms(n), "{n}");
+            assert!(visible_ms(n) <= made_ms, "{n}");
+            if i >= 128 {
+                assert_eq!(made_ms - made_ms % 10, visible_ms(n), "{n}");
+            }
         }
     }
     let out = env.run(&["pop", "--json", "-n", "1000"]);
     assert_exit(&out, 0);
     let got: Vec<String> = parse_lines(&out).iter().map(id).collect();
     assert_eq!(got, ids);
+}
+
+/// One-shot pushes without delay share a leaf per 10 ms slot rather than making one each; a
+/// delayed push keeps its exact time.
+#[test]
+fn undelayed_pushes_share_a_ten_millisecond_bucket() {
+    let env = Env::init(&[]);
+    let before = now_ms();
+    for i in 0..20 {
+        env.push(&format!("m{i}"));
+    }
+    let after = now_ms();
+    let files = env.new_files();
+    let leaves: std::collections::BTreeSet<_> = files.iter().map(|f| f.parent().unwrap()).collect();
+    for f in &files {
+        let v = visible_ms(f.file_name().unwrap().to_str().unwrap());
+        assert_eq!(v % 10, 0, "{f:?}");
+        assert!(before - before % 10 <= v && v <= after, "{f:?}");
+    }
+    // One leaf per slot the pushes spanned, not one per millisecond.
+    let slots = (after - (before - before % 10)) / 10 + 1;
+    assert!(leaves.len() as u64 <= slots, "{} slots: {leaves:?}", slots);
 }
