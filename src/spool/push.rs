@@ -33,7 +33,7 @@ const MAX_GROUP: usize = 4096;
 const SLOT_MS: u64 = 10;
 
 /// Messages of a group share a visible-at time, and so a bucket, until this many have; the
-/// next ones take the time of their own millisecond. A pop reads a whole leaf bucket, so a
+/// next ones take the time of their own slot. A pop reads a whole leaf bucket, so a
 /// leaf of a whole large group would make every pop of it slower; this many keeps a pop's
 /// cost flat while the group's directory fsyncs stay few.
 const PER_BUCKET: usize = 128;
@@ -109,8 +109,9 @@ impl<'a> Batch<'a> {
     }
 
     /// Writes one message from `body` (called `source` in errors) into `tmp/`, visible
-    /// `delay_ms` after its group began (or its bucket's share of it, see `PER_BUCKET`). Without sync it is renamed into `new/` at once; with
-    /// sync, by the commit. On failure nothing of this message is left in `tmp/` or `new/`.
+    /// `delay_ms` after its base (`SLOT_MS`, `PER_BUCKET`). Without sync it is renamed into
+    /// `new/` at once; with sync, by the commit. On failure nothing of this message is left in
+    /// `tmp/` or `new/`.
     pub fn add(&mut self, body: Body<'_>, source: &str, delay_ms: u64) -> Result<()> {
         let now = now_us();
         let id = self.ids.next(now);
