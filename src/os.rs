@@ -1,8 +1,8 @@
 //! The Linux calls std does not wrap, for waiting and for running CMDs: signalfd, inotify,
 //! poll, process-group signals, the umask and the effective user.
 //!
-//! This is the one module outside `spool::at` and `spool::durable` allowed `unsafe`: every block is a single
-//! libc call on values this module owns, and each call's result is checked here.
+//! This is the one module outside `spool::at` allowed `unsafe`: every block is a single libc
+//! call on values this module owns, and each call's result is checked here.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -127,8 +127,9 @@ pub fn process_group(pid: u32) -> io::Result<u32> {
 }
 
 /// An inotify watch on one directory's attribute changes: the doorbell writers ring by
-/// touching the directory (see `spool::at::touch`). Attribute changes of its entries (a bucket made and
-/// chmod-ed by a push) also wake it; that costs a waiter one look too many, nothing more.
+/// touching the directory (see `spool::at::touch`). Attribute changes of its entries (a bucket
+/// a push made or renamed into) also wake it; that costs a waiter one look too many, nothing
+/// more.
 pub struct DirWatch {
     fd: OwnedFd,
 }
@@ -255,10 +256,12 @@ pub fn cpus() -> usize {
     (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
 }
 
-/// The effective user id.
+/// The effective user id, asked once: the trust check of every state directory needs it, and
+/// qspool never changes it.
 pub fn euid() -> u32 {
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
+    *EUID.get_or_init(|| unsafe { libc::geteuid() })
 }
 
 /// Whether `syncfs(2)` reports writeback errors (Linux 5.8 and later). Before that it returned

@@ -239,7 +239,6 @@ pub(crate) fn write_json<R: Read + Seek, W: Write>(
     out.write_all(&line).with_context(write_ctx)
 }
 
-/// `read`, retried when a signal interrupts it.
 /// The start of a `--json` object, up to the opening quote of `body` or `body_base64`.
 fn object_head(head: &[(&str, String)], size: u64, utf8: bool) -> Vec<u8> {
     let mut line = Vec::with_capacity(512);
@@ -294,6 +293,7 @@ fn write_small_json<R: Read, W: Write>(
         .with_context(|| format!("write {name} to standard output"))
 }
 
+/// `read`, retried when a signal interrupts it.
 fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match r.read(buf) {
