@@ -2,7 +2,7 @@
 //! delayed messages and leases come due, and a slow re-check for whatever rings no bell.
 
 use crate::os::{self, DirWatch};
-use crate::spool::{Dir, Spool};
+use crate::spool::Spool;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ impl Waiter {
     pub fn new(spool: &Spool, limit_ms: Option<u64>) -> Waiter {
         Waiter {
             // Without inotify the waiter polls; nothing is refused for it.
-            watch: DirWatch::new(&spool.dir(Dir::New)).ok(),
+            watch: DirWatch::new(&spool.doorbell_path()).ok(),
             deadline: limit_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
         }
     }

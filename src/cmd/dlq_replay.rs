@@ -4,6 +4,8 @@ use super::parse_ids;
 use crate::cli::DlqReplayArgs;
 use crate::exit::{Code, NotFound, Tally};
 use crate::spool::name::Ended;
+use crate::spool::scan::Named;
+use crate::spool::transition::NotDurable;
 use crate::spool::{Dir, Spool};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -13,13 +15,15 @@ use std::path::Path;
 pub fn run(root: &Path, args: &DlqReplayArgs) -> Result<Code> {
     let wanted = parse_ids(&args.ids)?;
     let spool = Spool::open(root)?;
-    let dead_dir = spool.dir(Dir::Dead);
+    let dead_dir = spool.state_path(Dir::Dead);
     // One listing of dead/, keyed by id, oldest first.
     let dead: BTreeMap<_, _> = spool
-        .list_names(Dir::Dead)?
-        .iter()
-        .filter_map(|n| Ended::parse(n).ok())
-        .map(|e| (e.id.clone(), e))
+        .list_ended(true)?
+        .into_iter()
+        .filter_map(|m| match m {
+            Named::Dead(e) => Some((e.id.clone(), e)),
+            _ => None,
+        })
         .collect();
     let limit = args.limit.unwrap_or(usize::MAX);
     let mut tally = Tally::default();
@@ -34,6 +38,12 @@ pub fn run(root: &Path, args: &DlqReplayArgs) -> Result<Code> {
                 Ok(())
             }
             Err(err) => {
+                // It is in new/ and may be taken already: say so, beside the error.
+                if err.downcast_ref::<NotDurable>().is_some() {
+                    writeln!(out, "{}", e.id)
+                        .and_then(|()| out.flush())
+                        .context("write to standard output")?;
+                }
                 tally.fail(err);
                 Ok(())
             }

@@ -21,10 +21,8 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<Code> {
     if let Some(r) = args.retain_done {
         cfg.retain_done_ms = r;
     }
-    let settings_missing =
-        crate::spool::at::stat(spool.root_dir(), crate::spool::config::FILE_NAME).is_err();
-    if cfg != spool.config || settings_missing || refused.is_some() {
-        cfg.store(spool.root_dir(), root)?;
+    if cfg != spool.config || !spool.has_settings_file() || refused.is_some() {
+        spool.store_config(&cfg)?;
     }
     if let Some(why) = refused {
         exit::say(&format!("{why:#}; replaced with {}", cfg.describe()));

@@ -53,7 +53,7 @@ pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
         if let Some(m) = m.filter(|m| wanted.contains(&m.state)) {
             if oldest.len() < limit {
                 oldest.push(ById(m));
-            } else if oldest.peek().is_some_and(|top| m.id < top.0.id) {
+            } else if oldest.peek().is_some_and(|top| m.id() < top.0.id()) {
                 oldest.pop();
                 oldest.push(ById(m));
             }
@@ -86,7 +86,7 @@ fn state_of(s: StateArg) -> State {
 }
 
 fn json_line(m: &Seen) -> Line<'_> {
-    let at = Some(rfc3339_ms(m.at_ms));
+    let at = Some(rfc3339_ms(m.named_ms()));
     let (mut visible_at, mut lease_expires_at, mut finished_at) = (None, None, None);
     let mut state_since = None;
     match m.state {
@@ -102,10 +102,10 @@ fn json_line(m: &Seen) -> Line<'_> {
         }
     }
     Line {
-        id: m.id.as_str(),
+        id: m.id().as_str(),
         state: m.state.name(),
-        attempt: m.attempts,
-        enqueued_at: rfc3339_us(m.id.enqueued_us()),
+        attempt: m.attempts(),
+        enqueued_at: rfc3339_us(m.id().enqueued_us()),
         visible_at,
         lease_expires_at,
         finished_at,
@@ -119,7 +119,7 @@ struct ById(Seen);
 
 impl PartialEq for ById {
     fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
+        self.0.id() == other.0.id()
     }
 }
 
@@ -133,38 +133,38 @@ impl PartialOrd for ById {
 
 impl Ord for ById {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.id.cmp(&other.0.id)
+        self.0.id().cmp(other.0.id())
     }
 }
 
 fn human_line(m: &Seen, now: u64) -> String {
-    let age = format_ms(round(now.saturating_sub(m.id.enqueued_us() / 1000)));
+    let age = format_ms(round(now.saturating_sub(m.id().enqueued_us() / 1000)));
     let when = match m.state {
         State::Ready => String::new(),
         State::Delayed => format!(
             "visible in {}",
-            format_ms(round(m.at_ms.saturating_sub(now)))
+            format_ms(round(m.named_ms().saturating_sub(now)))
         ),
         State::Leased => format!(
             "expires in {}",
-            format_ms(round(m.at_ms.saturating_sub(now)))
+            format_ms(round(m.named_ms().saturating_sub(now)))
         ),
         State::Expired => format!(
             "expired {} ago",
-            format_ms(round(now.saturating_sub(m.at_ms)))
+            format_ms(round(now.saturating_sub(m.named_ms())))
         ),
         State::Done | State::Dead => {
             format!(
                 "ended {} ago",
-                format_ms(round(now.saturating_sub(m.at_ms)))
+                format_ms(round(now.saturating_sub(m.named_ms())))
             )
         }
     };
     format!(
         "{:<8} {}  a{:<3} {:>9} {:>10}B  {when}",
         m.state.name(),
-        m.id,
-        m.attempts,
+        m.id(),
+        m.attempts(),
         age,
         m.size
     )

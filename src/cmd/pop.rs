@@ -5,7 +5,7 @@ use crate::encode::{Base64Encoder, Utf8Check, json_escape_into, rfc3339_ms, rfc3
 use crate::exit::{Code, NotFound, Usage};
 use crate::spool::name::Leased;
 use crate::spool::ready::Lease;
-use crate::spool::{Dir, Spool, durable, now_ms};
+use crate::spool::{Spool, durable, now_ms};
 use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -132,7 +132,8 @@ fn write_all_leases(
 ) -> Result<()> {
     for l in leases {
         let path = spool.leased_path(&l.leased);
-        let (mut file, size) = durable::open_message(spool.fd(Dir::Leased), &l.leased.to_string())
+        let (mut file, size) = spool
+            .open_leased(&l.leased)
             .map_err(|e| lost_or(e, &path))?;
         if args.json {
             let head = head(&l.leased, l.enqueued_us)?;

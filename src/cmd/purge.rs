@@ -3,20 +3,13 @@
 use crate::cli::PurgeArgs;
 use crate::cmd::parse_ids;
 use crate::exit::{Code, NotFound, Tally, Usage};
-use crate::spool::name::{Bucket, Ended, Id, Ready};
-use crate::spool::scan::State;
-use crate::spool::{Dir, Spool, durable, now_ms};
+use crate::spool::name::Id;
+use crate::spool::scan::{Named, State};
+use crate::spool::{Spool, durable, now_ms};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
-
-/// Where a message to purge is: a state directory, or its bucket in `new/`.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-enum Place {
-    State(Dir),
-    Bucket(u64),
-}
 
 pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
     let only: BTreeSet<Id> = parse_ids(&args.ids)?.into_iter().collect();
@@ -30,7 +23,7 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
     let spool = Spool::open(root)?;
     let now = now_ms();
     let cutoff = now.saturating_sub(args.older_than);
-    let mut victims: Vec<(Id, Place, String)> = Vec::new();
+    let mut victims: Vec<(Id, Named)> = Vec::new();
     let wanted = |id: &Id| only.is_empty() || only.contains(id);
     if args.ready {
         // The walk sees plain files only: anything else in new/ is foreign, never a message.
@@ -39,64 +32,41 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
                 return;
             };
             // A delayed message has not been waiting at all yet.
-            let old_enough = args.older_than == 0 || m.at_ms <= cutoff;
-            if matches!(m.state, State::Ready | State::Delayed) && old_enough && wanted(&m.id) {
-                let ready = Ready {
-                    id: m.id.clone(),
-                    attempts: m.attempts,
-                    visible_ms: m.at_ms,
-                };
-                victims.push((m.id, Place::Bucket(m.at_ms), ready.to_string()));
+            let old_enough = args.older_than == 0 || m.named_ms() <= cutoff;
+            if matches!(m.state, State::Ready | State::Delayed) && old_enough && wanted(m.id()) {
+                victims.push((m.id().clone(), m.name));
             }
         })?;
     }
-    for (on, dir) in [(args.done, Dir::Done), (args.dead, Dir::Dead)] {
+    for (on, dead) in [(args.done, false), (args.dead, true)] {
         if !on {
             continue;
         }
         // Every name of ours is a candidate, so that a foreign file under one (a link, a hard
         // link) is reported below as refused, not passed over in silence.
-        for e in spool
-            .list_names(dir)?
-            .iter()
-            .filter_map(|n| Ended::parse(n).ok())
-        {
-            if e.at_ms <= cutoff && wanted(&e.id) {
-                victims.push((e.id.clone(), Place::State(dir), e.to_string()));
+        for m in spool.list_ended(dead)? {
+            if m.named_ms() <= cutoff && wanted(m.id()) {
+                victims.push((m.id().clone(), m));
             }
         }
     }
-    victims.sort();
+    victims.sort_by(|a, b| (&a.0, a.1.dir()).cmp(&(&b.0, b.1.dir())));
 
     let mut out = crate::exit::stdout()?;
     let mut tally = Tally::default();
     let mut removed = BTreeSet::new();
-    for (id, dir, name) in victims {
-        let (path, removed_it) = match dir {
-            Place::State(d) => (
-                spool.dir(d).join(&name),
-                durable::remove_plain(spool.fd(d), &name),
-            ),
-            Place::Bucket(visible_ms) => {
-                let bucket = Bucket::of(visible_ms);
-                (
-                    spool.dir(Dir::New).join(bucket.rel_path()).join(&name),
-                    durable::open_bucket(spool.fd(Dir::New), &bucket.parts())
-                        .and_then(|leaf| durable::remove_plain(&leaf, &name)),
-                )
-            }
-        };
+    for (id, m) in victims {
         // Foreign files under our names (links, hard links) are refused, never deleted.
-        match removed_it {
+        match spool.remove(&m) {
             Ok(()) => {
                 writeln!(out, "{id}").context("write to standard output")?;
                 removed.insert(id);
             }
             // Moved meanwhile (leased, acked, replayed): it is no longer what was asked for.
             Err(e) if durable::is_missing(&e) => {}
-            Err(e) => {
-                tally.fail(anyhow::Error::new(e).context(format!("remove {}", path.display())))
-            }
+            Err(e) => tally.fail(
+                anyhow::Error::new(e).context(format!("remove {}", spool.path_of(&m).display())),
+            ),
         }
     }
     out.flush().context("write to standard output")?;

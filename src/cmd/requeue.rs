@@ -3,9 +3,8 @@
 use super::{lease_not_held, parse_receipts};
 use crate::cli::RequeueArgs;
 use crate::exit::{Code, Tally};
-use crate::spool::name::Ready;
 use crate::spool::transition::Released;
-use crate::spool::{Dir, Spool, durable, now_ms};
+use crate::spool::{Spool, now_ms};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
@@ -46,30 +45,9 @@ fn reclaim(root: &Path) -> Result<Code> {
         &mut |id| writeln!(out, "purged {id}").context("write to standard output"),
         &mut |e| tally.fail(e),
     )?;
-    let tmp = spool.fd(Dir::Tmp);
-    let now = now_ms();
-    for name in spool.list_names(Dir::Tmp)? {
-        // Only our own names: a foreign file in tmp/ is never deleted.
-        if Ready::parse(&name).is_err() {
-            continue;
-        }
-        let path = spool.dir(Dir::Tmp).join(&name);
-        let Ok(st) = durable::lstat_plain(tmp, &name) else {
-            continue;
-        };
-        let old = st
-            .mtime_ms
-            .saturating_add(crate::spool::TMP_MAX_AGE.as_millis() as u64)
-            <= now;
-        if old {
-            match crate::spool::at::unlink(tmp, &name) {
-                Ok(()) => writeln!(out, "removed {}", path.display())
-                    .context("write to standard output")?,
-                Err(e) if durable::is_missing(&e) => {}
-                Err(e) => return Err(e).with_context(|| format!("remove {}", path.display())),
-            }
-        }
-    }
+    spool.tidy_tmp(now_ms(), &mut |path| {
+        writeln!(out, "removed {}", path.display()).context("write to standard output")
+    })?;
     out.flush().context("write to standard output")?;
     Ok(tally.code())
 }

@@ -5,7 +5,6 @@ use crate::cli::StatsArgs;
 use crate::duration::format_ms;
 use crate::encode::rfc3339_ms;
 use crate::exit::Code;
-use crate::spool::name::Ended;
 use crate::spool::scan::{AGE_BOUNDS_S, Counts, State};
 use crate::spool::{Spool, now_ms, now_us};
 use anyhow::{Context, Result};
@@ -95,22 +94,11 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
     let now = now_ms();
     // Two or more threads share a deep queue's listing (the cost is in the kernel, per entry).
     let threads = crate::os::cpus().min(MAX_THREADS);
-    let parts = spool.scan_parallel(now, threads, &Counts::default, &|c, seen| {
-        // Retention on the way, since stats lists done/ anyway: a spool without the cron job
-        // must not grow without bound. Best effort, as stats works on spools it may not
-        // change: what cannot be removed is counted.
-        if let Some(m) = seen.as_ref().filter(|m| m.state == State::Done) {
-            let done = Ended {
-                id: m.id.clone(),
-                attempts: m.attempts,
-                at_ms: m.at_ms,
-            };
-            if spool.past_retention(&done, now) && spool.remove_done(&done).is_ok() {
-                return;
-            }
-        }
-        c.add(seen, now);
-    })?;
+    // Retention before counting, since a spool without the cron job must not grow without
+    // bound. Best effort, as stats works on spools it may not change: what cannot be removed
+    // is counted.
+    let _ = spool.expire_done(now, &mut |_| Ok(()), &mut |_| {});
+    let parts = spool.scan_parallel(now, threads, &Counts::default, &|c, seen| c.add(seen, now))?;
     let mut c = Counts::default();
     for part in parts {
         c.merge(part);

@@ -11,7 +11,7 @@ use crate::os::{self, Signals};
 use crate::spool::name::Leased;
 use crate::spool::ready::{Lease, Take};
 use crate::spool::transition::Released;
-use crate::spool::{Dir, Spool, durable, lease, now_ms};
+use crate::spool::{Spool, durable, lease, now_ms};
 use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result, anyhow};
 use std::ffi::OsString;
@@ -349,7 +349,9 @@ impl Work<'_> {
     fn start(&mut self, l: Lease) -> Result<()> {
         let leased = l.leased;
         let path = self.spool.leased_path(&leased);
-        let opened = durable::open_message(self.spool.fd(Dir::Leased), &leased.to_string())
+        let opened = self
+            .spool
+            .open_leased(&leased)
             .and_then(|(f, _)| os::set_blocking(&f).map(|()| f));
         let file = match opened {
             Ok(f) => f,

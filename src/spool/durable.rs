@@ -195,8 +195,8 @@ pub struct Src<'a> {
 }
 
 /// Renames `src` into `new/<bucket>/<name>`, making the bucket when it is missing, and returns
-/// the open bucket. `reuse` is a bucket opened earlier for the same `parts`. With `sync_made`,
-/// the levels it made are fsynced once the message is in them.
+/// the open bucket. `reuse` is a bucket opened earlier for the same `parts`. The levels it made
+/// are not fsynced here: the caller does that once the message is in them (`sync_made`).
 /// `NotFound` from here means `src` itself is gone: somebody else moved it first.
 pub fn rename_into_bucket(
     src: Src<'_>,
@@ -204,7 +204,6 @@ pub fn rename_into_bucket(
     new_path: &Path,
     parts: &[String; 3],
     name: &str,
-    sync_made: bool,
     reuse: Option<BucketDirs>,
 ) -> io::Result<BucketDirs> {
     let mut reuse = reuse;
@@ -214,12 +213,7 @@ pub fn rename_into_bucket(
             None => BucketDirs::open(new_dir, new_path, parts)?,
         };
         match bucket.rename_in(src.dir, src.name, name) {
-            Ok(()) => {
-                if sync_made {
-                    bucket.sync_made()?;
-                }
-                return Ok(bucket);
-            }
+            Ok(()) => return Ok(bucket),
             // Either `src` is gone, or a pop emptied and removed the leaf after we opened it.
             Err(e) if is_missing(&e) => match at::stat(src.dir, src.name) {
                 Ok(_) => continue,
@@ -251,4 +245,9 @@ pub fn not_a_dir(e: io::Error, path: &Path) -> io::Error {
         ),
         _ => e,
     }
+}
+
+/// Whether an error is `check_plain`'s refusal: the entry is there but is not a message.
+pub fn is_not_plain(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidData
 }

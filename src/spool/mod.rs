@@ -1,15 +1,18 @@
 //! The spool directory: its layout, how it is opened or created, and its clock.
 
 pub mod at;
+pub mod check;
 pub mod config;
 pub mod durable;
 pub mod idgen;
 pub mod lease;
+pub mod message;
 pub mod name;
 pub mod push;
 pub mod ready;
 pub mod scan;
 pub mod transition;
+pub mod walk;
 
 use anyhow::{Context, Result, bail};
 use config::Config;
@@ -120,18 +123,23 @@ impl Spool {
         &self.root
     }
 
-    /// The spool root's open directory.
-    pub fn root_dir(&self) -> &File {
-        &self.root_dir
+    /// Whether the spool has a settings file (of any kind) rather than the defaults.
+    pub fn has_settings_file(&self) -> bool {
+        at::stat(&self.root_dir, config::FILE_NAME).is_ok()
+    }
+
+    /// Replaces the spool's settings file with `cfg`, durably.
+    pub fn store_config(&self, cfg: &Config) -> Result<()> {
+        cfg.store(&self.root_dir, &self.root)
     }
 
     /// A state directory's path, for messages only: accesses go through `fd`.
-    pub fn dir(&self, d: Dir) -> PathBuf {
+    fn dir(&self, d: Dir) -> PathBuf {
         self.root.join(d.name())
     }
 
     /// A state directory's open descriptor.
-    pub fn fd(&self, d: Dir) -> &File {
+    fn fd(&self, d: Dir) -> &File {
         &self.dirs[d as usize]
     }
 }

@@ -195,7 +195,7 @@ impl<'a> Batch<'a> {
         let new_root = self.spool.dir(Dir::New);
         let src = Src { dir: tmp_dir, name };
         let new_dir = self.spool.fd(Dir::New);
-        match durable::rename_into_bucket(src, new_dir, &new_root, &parts, name, false, reuse) {
+        match durable::rename_into_bucket(src, new_dir, &new_root, &parts, name, reuse) {
             Ok(mut bucket) => {
                 // A bucket reused from the last message is held already; one opened afresh
                 // (a pop may have removed the old one) is another directory.

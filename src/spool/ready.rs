@@ -7,10 +7,13 @@
 
 use super::durable::{self, is_missing};
 use super::lease;
-use super::name::{BUCKET_SPANS, Ended, Leased, Ready, bucket_level};
+use super::name::{BUCKET_SPANS, Ended, Leased, Ready};
+use super::walk::{self, Node, NotBucket, Visit};
 use super::{Dir, Spool, at};
 use anyhow::{Context, Result};
+use std::ffi::OsStr;
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 /// A message that this process now holds the lease of.
@@ -29,19 +32,6 @@ pub enum Take {
     },
 }
 
-/// One directory of the bucket tree as the walk reaches it.
-struct Node<'a> {
-    dir: &'a File,
-    path: &'a Path,
-    /// The directory holding this one, and this one's name in it (`None` for `new/`).
-    parent: Option<(&'a File, &'a str)>,
-    level: usize,
-    /// The first millisecond this directory spans.
-    base: u64,
-    /// It had not changed for the grace period when its parent looked at it.
-    settled: bool,
-}
-
 /// What one walk is after, and what it has leased so far.
 struct Want<'v> {
     now: u64,
@@ -50,14 +40,12 @@ struct Want<'v> {
     got: &'v mut Vec<Lease>,
 }
 
-/// What the walk found at its leftmost edge.
+/// Why a walk stopped before the end of the tree.
 enum Step {
     /// It leased as many messages as were wanted.
     Full,
     /// The earliest remaining bucket starts at this instant, after `now`: nothing is visible.
     Future(u64),
-    /// This subtree held nothing more to lease.
-    Exhausted,
 }
 
 impl Spool {
@@ -83,7 +71,7 @@ impl Spool {
         max: usize,
         got: &mut Vec<Lease>,
     ) -> Result<Option<u64>> {
-        let mut want = Want {
+        let want = Want {
             now,
             lease_ms,
             max: got.len() + max,
@@ -93,80 +81,18 @@ impl Spool {
             return Ok(None);
         }
         let new_root = self.dir(Dir::New);
-        let top = Node {
-            dir: self.fd(Dir::New),
-            path: &new_root,
-            parent: None,
-            level: 0,
-            base: 0,
-            settled: false,
-        };
-        Ok(match self.walk(&top, &mut want)? {
-            Step::Future(at) => Some(at),
-            Step::Full | Step::Exhausted => None,
-        })
+        let mut pop = Pop { spool: self, want };
+        Ok(
+            match walk::walk(&walk::top(self.fd(Dir::New), &new_root), &mut pop)? {
+                ControlFlow::Break(Step::Future(at)) => Some(at),
+                ControlFlow::Break(Step::Full) | ControlFlow::Continue(()) => None,
+            },
+        )
     }
 
-    fn walk(&self, node: &Node<'_>, want: &mut Want<'_>) -> Result<Step> {
-        let (dir, path, level, base) = (node.dir, node.path, node.level, node.base);
-        let now = want.now;
-        if level == BUCKET_SPANS.len() {
-            return self.lease_in_leaf(node, want);
-        }
-        let mut children: Vec<(u64, String)> = list_dir(dir, path)?
-            .into_iter()
-            .filter_map(|n| bucket_level(&n, level).map(|v| (v, n)))
-            .collect();
-        children.sort_unstable();
-        for (value, name) in children {
-            let start = base + value * BUCKET_SPANS[level];
-            if !lease::is_visible(start, now) {
-                return Ok(Step::Future(start));
-            }
-            // A bucket must be a real directory: a symlink could lead the walk out of the spool
-            // (`stats` counts it as foreign). One that vanished was emptied by another pop.
-            let child = match at::open_dir(dir, &name) {
-                Ok(c) => c,
-                Err(e)
-                    if is_missing(&e)
-                        || matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) =>
-                {
-                    continue;
-                }
-                // Anything else (EMFILE, EIO, EACCES) is an error, never an empty queue.
-                Err(e) => {
-                    return Err(e).with_context(|| format!("open {}", path.join(&name).display()));
-                }
-            };
-            let child_settled = at::fstat(&child).is_ok_and(|st| settled_at(st.mtime_ms, now));
-            let child_path = path.join(&name);
-            let child_node = Node {
-                dir: &child,
-                path: &child_path,
-                parent: Some((dir, &name)),
-                level: level + 1,
-                base: start,
-                settled: child_settled,
-            };
-            match self.walk(&child_node, want)? {
-                Step::Exhausted => {
-                    // Empty buckets are removed so later pops do not list them again, but only
-                    // once their time has passed and they have not changed for a while: a
-                    // pusher makes its bucket level by level, and a fresh empty level must not
-                    // vanish under it. One that loses this race anyway finds its bucket gone
-                    // and makes it anew.
-                    if child_settled && may_remove(start, BUCKET_SPANS[level], now) {
-                        let _ = at::rmdir(dir, &name);
-                    }
-                }
-                other => return Ok(other),
-            }
-        }
-        Ok(Step::Exhausted)
-    }
-
-    fn lease_in_leaf(&self, node: &Node<'_>, want: &mut Want<'_>) -> Result<Step> {
+    fn lease_in_leaf(&self, node: &Node<'_>, want: &mut Want<'_>) -> Result<ControlFlow<Step>> {
         let (leaf, leaf_path, visible_ms) = (node.dir, node.path, node.base);
+        let settled = node.st.is_some_and(|st| settled_at(st.mtime_ms, want.now));
         let (now, lease_ms) = (want.now, want.lease_ms);
         let mut taken = 0;
         // The bucket is the visible-at time; a name that disagrees with its bucket is foreign.
@@ -181,8 +107,15 @@ impl Spool {
             let src = r.to_string();
             match durable::lstat_plain(leaf, &src) {
                 Ok(_) => {}
+                // Leased or removed by another process since the listing.
                 Err(e) if is_missing(&e) => continue,
-                Err(_) => continue, // foreign: counted by `stats`, never delivered
+                // Foreign: counted by `stats`, never delivered.
+                Err(e) if durable::is_not_plain(&e) => continue,
+                // EIO, EACCES: an error, never an entry passed over.
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("lstat {}", leaf_path.join(&src).display()));
+                }
             }
             if !lease::may_lease(r.attempts, self.config.max_attempts) {
                 let dead = Ended {
@@ -217,14 +150,14 @@ impl Spool {
                     if want.got.len() < want.max {
                         continue;
                     }
-                    if taken == names.len() && node.settled && may_remove(visible_ms, 1, now) {
+                    if taken == names.len() && settled && may_remove(visible_ms, 1, now) {
                         // We took every entry of the leaf: remove it now rather than have the
                         // next pop list it empty. Fails harmlessly if a push just arrived.
                         if let Some((parent, name)) = node.parent {
                             let _ = at::rmdir(parent, name);
                         }
                     }
-                    return Ok(Step::Full);
+                    return Ok(ControlFlow::Break(Step::Full));
                 }
                 // Another process leased it first; try the next one.
                 Err(e) if is_missing(&e) => continue,
@@ -234,7 +167,50 @@ impl Spool {
                 }
             }
         }
-        Ok(Step::Exhausted)
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+/// A pop's walk: in time order, up to the first bucket in the future, leasing in the leaves.
+struct Pop<'s, 'v> {
+    spool: &'s Spool,
+    want: Want<'v>,
+}
+
+impl Visit for Pop<'_, '_> {
+    type Stop = Step;
+
+    fn bucket(&mut self, _: &Node<'_>, _: &str, start: u64) -> ControlFlow<Step, bool> {
+        if lease::is_visible(start, self.want.now) {
+            ControlFlow::Continue(true)
+        } else {
+            ControlFlow::Break(Step::Future(start))
+        }
+    }
+
+    // Foreign entries are counted by `stats` and set aside by `fsck`; a pop passes them by.
+    fn foreign(&mut self, _: &Node<'_>, _: &OsStr, _: NotBucket) -> Result<()> {
+        Ok(())
+    }
+
+    fn leaf(&mut self, leaf: &Node<'_>) -> Result<ControlFlow<Step>> {
+        self.spool.lease_in_leaf(leaf, &mut self.want)
+    }
+
+    /// Empty buckets are removed so later pops do not list them again, but only once their
+    /// time has passed and they have not changed for a while: a pusher makes its bucket level
+    /// by level, and a fresh empty level must not vanish under it. One that loses this race
+    /// anyway finds its bucket gone and makes it anew.
+    fn left(&mut self, child: &Node<'_>) {
+        let now = self.want.now;
+        let settled = child.st.is_some_and(|st| settled_at(st.mtime_ms, now));
+        let span = BUCKET_SPANS[child.level - 1];
+        if let Some((parent, name)) = child.parent
+            && settled
+            && may_remove(child.base, span, now)
+        {
+            let _ = at::rmdir(parent, name);
+        }
     }
 }
 

@@ -1,14 +1,14 @@
 //! Walking a spool's messages by state without reading any payload: what `stats` counts and
 //! `list` shows.
 
-use super::at::{self, Stat};
-use super::durable::{self, is_plain};
+use super::durable::is_plain;
 use super::lease;
-use super::name::{BUCKET_SPANS, Ended, Id, Leased, Ready, bucket_level};
+use super::name::{Ended, Id, Leased, Ready};
+use super::walk::{self, Node, NotBucket, Visit};
 use super::{Dir, Spool};
-use anyhow::{Context, Result};
-use std::fs::File;
-use std::path::Path;
+use anyhow::Result;
+use std::ffi::OsStr;
+use std::ops::ControlFlow;
 
 /// The six state counts partition the messages; `foreign` counts what is not a message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,11 +45,11 @@ impl Counts {
         };
         let i = m.state as usize;
         c.bytes[i] = c.bytes[i].saturating_add(m.size);
-        let t = m.id.enqueued_us();
+        let t = m.id().enqueued_us();
         // Done and dead messages are as old as their time in that state (their name has it):
         // what retention and purges go by, and what an operator asks of dead letters.
         let since = match m.state {
-            State::Done | State::Dead => m.at_ms.saturating_mul(1000),
+            State::Done | State::Dead => m.named_ms().saturating_mul(1000),
             _ => t,
         };
         c.oldest_us[i] = Some(c.oldest_us[i].map_or(since, |o| o.min(since)));
@@ -63,9 +63,10 @@ impl Counts {
             State::Leased => {
                 c.leased += 1;
                 // A bounded insert: memory stays the same whatever the number of leases.
-                let at = c.soonest.partition_point(|(e, _)| *e <= m.at_ms);
+                let expires_ms = m.named_ms();
+                let at = c.soonest.partition_point(|(e, _)| *e <= expires_ms);
                 if at < SOONEST {
-                    c.soonest.insert(at, (m.at_ms, m.id));
+                    c.soonest.insert(at, (expires_ms, m.id().clone()));
                     c.soonest.truncate(SOONEST);
                 }
             }
@@ -162,16 +163,161 @@ impl State {
     }
 }
 
+/// A message's name, parsed: what its fields mean depends on the state directory it lies in.
+#[derive(Clone, Debug)]
+pub enum Named {
+    /// In `new/`: ready or delayed.
+    Ready(Ready),
+    /// In `leased/`: a live or an expired lease.
+    Leased(Leased),
+    /// In `done/`: acked.
+    Done(Ended),
+    /// In `dead/`: dead-lettered or buried.
+    Dead(Ended),
+}
+
+impl Named {
+    pub fn id(&self) -> &Id {
+        match self {
+            Named::Ready(r) => &r.id,
+            Named::Leased(l) => &l.id,
+            Named::Done(e) | Named::Dead(e) => &e.id,
+        }
+    }
+
+    /// Leases so far (ready, delayed, done, dead), or this lease's number (leased, expired).
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Named::Ready(r) => r.attempts,
+            Named::Leased(l) => l.attempt,
+            Named::Done(e) | Named::Dead(e) => e.attempts,
+        }
+    }
+
+    /// The one time its name records: visible-at in `new/`, expiry in `leased/`, the finish
+    /// time in `done/` and `dead/`.
+    pub fn named_ms(&self) -> u64 {
+        match self {
+            Named::Ready(r) => r.visible_ms,
+            Named::Leased(l) => l.expires_ms,
+            Named::Done(e) | Named::Dead(e) => e.at_ms,
+        }
+    }
+
+    /// Its state at `now`: where it lies, and for `new/` and `leased/`, whether its time has
+    /// come.
+    pub fn state_at(&self, now: u64) -> State {
+        match self {
+            Named::Ready(r) if lease::is_visible(r.visible_ms, now) => State::Ready,
+            Named::Ready(_) => State::Delayed,
+            Named::Leased(l) if lease::is_expired(l.expires_ms, now) => State::Expired,
+            Named::Leased(_) => State::Leased,
+            Named::Done(_) => State::Done,
+            Named::Dead(_) => State::Dead,
+        }
+    }
+
+    /// The state directory it lies in.
+    pub fn dir(&self) -> Dir {
+        match self {
+            Named::Ready(_) => Dir::New,
+            Named::Leased(_) => Dir::Leased,
+            Named::Done(_) => Dir::Done,
+            Named::Dead(_) => Dir::Dead,
+        }
+    }
+
+    /// Its file name, byte for byte what the spool holds: every name is parsed from one that
+    /// round-trips (see `name`'s tests).
+    pub fn file_name(&self) -> String {
+        match self {
+            Named::Ready(r) => r.to_string(),
+            Named::Leased(l) => l.to_string(),
+            Named::Done(e) | Named::Dead(e) => e.to_string(),
+        }
+    }
+}
+
 /// One message as a scan sees it: from its name and its `lstat`, never its payload.
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub state: State,
-    pub id: Id,
-    /// Leases so far (ready, delayed, done, dead), or this lease's number (leased, expired).
-    pub attempts: u32,
-    /// Visible-at (ready, delayed), lease expiry (leased, expired) or finish time (done, dead).
-    pub at_ms: u64,
+    pub name: Named,
     pub size: u64,
+}
+
+impl Seen {
+    pub fn id(&self) -> &Id {
+        self.name.id()
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.name.attempts()
+    }
+
+    pub fn named_ms(&self) -> u64 {
+        self.name.named_ms()
+    }
+
+    fn of(name: Named, size: u64, now: u64) -> Seen {
+        Seen {
+            state: name.state_at(now),
+            name,
+            size,
+        }
+    }
+}
+
+/// A scan's visit of `new/`: every message and foreign entry to `f`; with `jobs`, the
+/// one-second buckets are not entered but handed out as jobs of a parallel scan.
+struct Scanner<'f, 'j> {
+    now: u64,
+    f: &'f mut dyn FnMut(Option<Seen>),
+    jobs: Option<&'j mut Vec<Job>>,
+}
+
+impl Visit for Scanner<'_, '_> {
+    type Stop = std::convert::Infallible;
+
+    fn bucket(
+        &mut self,
+        parent: &Node<'_>,
+        name: &str,
+        start: u64,
+    ) -> ControlFlow<Self::Stop, bool> {
+        let Some(jobs) = self.jobs.as_deref_mut() else {
+            return ControlFlow::Continue(true);
+        };
+        match parent.parent {
+            Some((_, first)) if parent.level == 1 => {
+                jobs.push(Job::Second {
+                    parts: [first.to_owned(), name.to_owned()],
+                    base: start,
+                });
+                ControlFlow::Continue(false)
+            }
+            _ => ControlFlow::Continue(true),
+        }
+    }
+
+    fn foreign(&mut self, _: &Node<'_>, _: &OsStr, _: NotBucket) -> Result<()> {
+        (self.f)(None);
+        Ok(())
+    }
+
+    fn leaf(&mut self, leaf: &Node<'_>) -> Result<ControlFlow<Self::Stop>> {
+        let (now, f) = (self.now, &mut *self.f);
+        walk::for_each_entry(leaf.dir, leaf.path, |name, st| {
+            match name.to_str().map(Ready::parse) {
+                // The bucket is the visible-at time; a name that disagrees with it is foreign.
+                Some(Ok(r)) if r.visible_ms == leaf.base && is_plain(st) => {
+                    f(Some(Seen::of(Named::Ready(r), st.size, now)))
+                }
+                _ => f(None),
+            }
+        })?;
+        Ok(ControlFlow::Continue(()))
+    }
 }
 
 impl Spool {
@@ -187,7 +333,7 @@ impl Spool {
     /// progress, neither messages nor foreign.
     pub fn scan(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
         self.scan_flat(Dir::Tmp, now, f)?;
-        self.scan_new(self.fd(Dir::New), &self.dir(Dir::New), 0, 0, now, f)?;
+        self.scan_new_tree(now, f)?;
         for d in [Dir::Leased, Dir::Done, Dir::Dead] {
             self.scan_flat(d, now, f)?;
         }
@@ -210,7 +356,13 @@ impl Spool {
             .into_iter()
             .map(Job::Flat)
             .collect();
-        self.second_buckets(&mut jobs, &mut |x| feed(&mut first, x))?;
+        let new_path = self.dir(Dir::New);
+        let mut gather = Scanner {
+            now,
+            f: &mut |x| feed(&mut first, x),
+            jobs: Some(&mut jobs),
+        };
+        let _ = walk::walk(&walk::top(self.fd(Dir::New), &new_path), &mut gather)?;
         let next = std::sync::atomic::AtomicUsize::new(0);
         let work = |s: &mut S| -> Result<()> {
             loop {
@@ -248,33 +400,6 @@ impl Spool {
         })
     }
 
-    /// Lists `new/` and its first level, passing foreign entries there to `f`, and adds a job
-    /// for every one-second bucket found.
-    fn second_buckets(&self, jobs: &mut Vec<Job>, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
-        let new_path = self.dir(Dir::New);
-        let mut firsts = Vec::new();
-        for_each_entry(self.fd(Dir::New), &new_path, |e, name| {
-            match bucket_level(name, 0) {
-                Some(v) if e.is_dir() => firsts.push((v * BUCKET_SPANS[0], name.to_owned())),
-                _ => f(None),
-            }
-        })?;
-        for (base, name) in firsts {
-            let path = new_path.join(&name);
-            let Some(dir) = open_bucket(self.fd(Dir::New), &name, &path, f)? else {
-                continue;
-            };
-            for_each_entry(&dir, &path, |e, second| match bucket_level(second, 1) {
-                Some(v) if e.is_dir() => jobs.push(Job::Second {
-                    parts: [name.clone(), second.to_owned()],
-                    base: base + v * BUCKET_SPANS[1],
-                }),
-                _ => f(None),
-            })?;
-        }
-        Ok(())
-    }
-
     /// Scans one one-second bucket, `new/<parts>`, and the leaves in it.
     fn scan_second(
         &self,
@@ -283,112 +408,72 @@ impl Spool {
         now: u64,
         f: &mut dyn FnMut(Option<Seen>),
     ) -> Result<()> {
-        let first_path = self.dir(Dir::New).join(&parts[0]);
-        let Some(first) = open_bucket(self.fd(Dir::New), &parts[0], &first_path, f)? else {
+        let new_path = self.dir(Dir::New);
+        let Some(first) = walk::open_path(self.fd(Dir::New), &new_path, &parts[..1])? else {
             return Ok(());
         };
-        let path = first_path.join(&parts[1]);
-        let Some(second) = open_bucket(&first, &parts[1], &path, f)? else {
-            return Ok(());
+        let path = new_path.join(&parts[0]).join(&parts[1]);
+        let second = match walk::open_child(&first, &parts[1], &path)? {
+            walk::Child::Dir(d) => d,
+            walk::Child::Gone => return Ok(()),
+            // Swapped for a link or a file since the listing: foreign, never followed.
+            walk::Child::NotADir => {
+                f(None);
+                return Ok(());
+            }
         };
-        self.scan_new(&second, &path, 2, base, now, f)
+        let node = Node {
+            dir: &second,
+            path: &path,
+            parent: Some((&first, &parts[1])),
+            level: 2,
+            base,
+            st: None,
+        };
+        let _ = walk::walk(&node, &mut Scanner { now, f, jobs: None })?;
+        Ok(())
     }
 
     /// Calls `f` with every entry of one flat state directory: `tmp/`, `leased/`, `done/` or
     /// `dead/`.
     fn scan_flat(&self, d: Dir, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
-        let (dir, path) = (self.fd(d), self.dir(d));
-        match d {
-            Dir::Tmp => for_each_entry(dir, &path, |e, name| {
-                if !(Ready::parse(name).is_ok() && e.plain()) {
-                    f(None);
-                }
-            }),
-            Dir::Leased => for_each_entry(dir, &path, |e, name| match Leased::parse(name) {
-                Ok(l) if e.plain() => f(Some(Seen {
-                    state: if lease::is_expired(l.expires_ms, now) {
-                        State::Expired
-                    } else {
-                        State::Leased
-                    },
-                    id: l.id,
-                    attempts: l.attempt,
-                    at_ms: l.expires_ms,
-                    size: e.st.size,
-                })),
-                _ => f(None),
-            }),
-            Dir::Done | Dir::Dead => {
-                let state = if d == Dir::Done {
-                    State::Done
-                } else {
-                    State::Dead
-                };
-                for_each_entry(dir, &path, |e, name| match Ended::parse(name) {
-                    Ok(x) if e.plain() => f(Some(Seen {
-                        state,
-                        id: x.id,
-                        attempts: x.attempts,
-                        at_ms: x.at_ms,
-                        size: e.st.size,
-                    })),
-                    _ => f(None),
-                })
-            }
-            Dir::New => self.scan_new(dir, &path, 0, 0, now, f),
+        if d == Dir::New {
+            return self.scan_new_tree(now, f);
         }
+        let (dir, path) = (self.fd(d), self.dir(d));
+        walk::for_each_entry(dir, &path, |name, st| {
+            let (name, plain) = (name.to_str().unwrap_or(""), is_plain(st));
+            match d {
+                Dir::Tmp => {
+                    if !(Ready::parse(name).is_ok() && plain) {
+                        f(None);
+                    }
+                }
+                Dir::Leased => match Leased::parse(name) {
+                    Ok(l) if plain => f(Some(Seen::of(Named::Leased(l), st.size, now))),
+                    _ => f(None),
+                },
+                _ => match Ended::parse(name) {
+                    Ok(e) if plain => {
+                        let name = if d == Dir::Dead {
+                            Named::Dead(e)
+                        } else {
+                            Named::Done(e)
+                        };
+                        f(Some(Seen::of(name, st.size, now)))
+                    }
+                    _ => f(None),
+                },
+            }
+        })
     }
 
     /// `scan` of `new/` alone (ready and delayed messages, and the foreign entries there): for a
     /// caller that needs only those, without listing and `lstat`ing every other state.
     pub fn scan_new_tree(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
-        self.scan_new(self.fd(Dir::New), &self.dir(Dir::New), 0, 0, now, f)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn scan_new(
-        &self,
-        dir: &File,
-        path: &Path,
-        level: usize,
-        base: u64,
-        now: u64,
-        f: &mut dyn FnMut(Option<Seen>),
-    ) -> Result<()> {
-        let mut subdirs = Vec::new();
-        for_each_entry(dir, path, |e, name| {
-            if level < BUCKET_SPANS.len() {
-                match bucket_level(name, level) {
-                    Some(v) if e.is_dir() => {
-                        subdirs.push((base + v * BUCKET_SPANS[level], name.to_owned()))
-                    }
-                    _ => f(None),
-                }
-                return;
-            }
-            match Ready::parse(name) {
-                // The bucket is the visible-at time; a name that disagrees with it is foreign.
-                Ok(r) if r.visible_ms == base && e.plain() => f(Some(Seen {
-                    state: if lease::is_visible(r.visible_ms, now) {
-                        State::Ready
-                    } else {
-                        State::Delayed
-                    },
-                    id: r.id,
-                    attempts: r.attempts,
-                    at_ms: r.visible_ms,
-                    size: e.st.size,
-                })),
-                _ => f(None),
-            }
-        })?;
-        for (start, name) in subdirs {
-            let child_path = path.join(&name);
-            let Some(child) = open_bucket(dir, &name, &child_path, f)? else {
-                continue;
-            };
-            self.scan_new(&child, &child_path, level + 1, start, now, f)?;
-        }
+        let new_path = self.dir(Dir::New);
+        let mut scanner = Scanner { now, f, jobs: None };
+        let _ = walk::walk(&walk::top(self.fd(Dir::New), &new_path), &mut scanner)?;
         Ok(())
     }
 }
@@ -401,69 +486,6 @@ enum Job {
     Second { parts: [String; 2], base: u64 },
 }
 
-/// Opens a bucket listed in `dir`. A bucket swapped for a link since the listing is foreign
-/// (passed to `f`) and not followed; one removed by a pop meanwhile is simply empty (`None`).
-fn open_bucket(
-    dir: &File,
-    name: &str,
-    path: &Path,
-    f: &mut dyn FnMut(Option<Seen>),
-) -> Result<Option<File>> {
-    match at::open_dir(dir, name) {
-        Ok(c) => Ok(Some(c)),
-        Err(e) if durable::is_missing(&e) => Ok(None),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
-            f(None);
-            Ok(None)
-        }
-        Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
-    }
-}
-
-/// One directory entry as `lstat` saw it: links are seen as links, never followed.
-struct Entry {
-    st: Stat,
-}
-
-impl Entry {
-    fn plain(&self) -> bool {
-        is_plain(&self.st)
-    }
-
-    fn is_dir(&self) -> bool {
-        self.st.is_dir()
-    }
-}
-
-/// Calls `f` on each entry. An entry that vanishes while we look was moved by another process:
-/// it is counted where it arrived, or in that race not at all, but never as foreign. A name
-/// that is not UTF-8 cannot be qspool's and comes as `\u{fffd}`, foreign.
-fn for_each_entry(dir: &File, path: &Path, mut f: impl FnMut(&Entry, &str)) -> Result<()> {
-    let mut failed = None;
-    at::for_each(dir, |name, _| {
-        if failed.is_some() {
-            return;
-        }
-        let Some(name) = name else {
-            // Not UTF-8: lstat cannot be asked by this name here, and it is foreign anyway.
-            let st = Stat::foreign();
-            f(&Entry { st }, "\u{fffd}");
-            return;
-        };
-        match at::stat(dir, name) {
-            Ok(st) => f(&Entry { st }, name),
-            Err(e) if durable::is_missing(&e) => {}
-            Err(e) => {
-                failed = Some(
-                    anyhow::Error::new(e).context(format!("lstat {}", path.join(name).display())),
-                )
-            }
-        }
-    })
-    .with_context(|| format!("list {}", path.display()))?;
-    failed.map_or(Ok(()), Err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,16 +494,37 @@ mod tests {
     fn counts_merged_from_parts_equal_counts_of_the_whole() {
         let now = 1_795_833_091_123 + 3_600_000;
         let seen: Vec<Seen> = (0..60u64)
-            .map(|i| Seen {
-                state: State::ALL[(i % 6) as usize],
-                id: Id::parse(&format!(
+            .map(|i| {
+                let state = State::ALL[(i % 6) as usize];
+                let id = Id::parse(&format!(
                     "{}.42.{i:08}.deadbeef.box",
                     1_795_833_091_123_456 + i * 7_919_000
                 ))
-                .unwrap(),
-                attempts: 1,
-                at_ms: now - 1000 + (i * 37) % 2000,
-                size: i * 3,
+                .unwrap();
+                let ms = now - 1000 + (i * 37) % 2000;
+                let name = match state {
+                    State::Ready | State::Delayed => Named::Ready(Ready {
+                        id,
+                        attempts: 1,
+                        visible_ms: ms,
+                    }),
+                    State::Leased | State::Expired => Named::Leased(Leased {
+                        id,
+                        attempt: 1,
+                        expires_ms: ms,
+                        token: i,
+                    }),
+                    State::Done | State::Dead => Named::Done(Ended {
+                        id,
+                        attempts: 1,
+                        at_ms: ms,
+                    }),
+                };
+                Seen {
+                    state,
+                    name,
+                    size: i * 3,
+                }
             })
             .collect();
         let mut whole = Counts::default();

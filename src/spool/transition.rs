@@ -17,6 +17,28 @@ pub struct Reclaimed {
     pub next_expiry_ms: Option<u64>,
 }
 
+/// A move into `new/` that happened, but whose new bucket levels could not be fsynced: the
+/// message is there and may be taken, yet a crash could still put it back where it was (which
+/// at-least-once allows: it is then delivered again, never lost).
+#[derive(Debug)]
+pub struct NotDurable {
+    pub moved_to: PathBuf,
+    pub err: std::io::Error,
+}
+
+impl std::fmt::Display for NotDurable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "moved to {}, but not durably: sync its bucket: {}",
+            self.moved_to.display(),
+            self.err
+        )
+    }
+}
+
+impl std::error::Error for NotDurable {}
+
 /// Where a released lease went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Released {
@@ -25,10 +47,6 @@ pub enum Released {
 }
 
 impl Spool {
-    pub fn leased_path(&self, r: &Leased) -> PathBuf {
-        self.dir(Dir::Leased).join(r.to_string())
-    }
-
     /// leased → done. `false` when the lease is no longer held.
     pub fn ack(&self, r: &Leased) -> Result<bool> {
         let done = Ended {
@@ -61,7 +79,9 @@ impl Spool {
                     return Ok(None);
                 }
                 match self.rename_to_new(Dir::Leased, &name, &ready) {
-                    Ok(()) => Ok(Some(Released::Requeued { visible_ms })),
+                    Ok(Ok(())) => Ok(Some(Released::Requeued { visible_ms })),
+                    Ok(Err(not_durable)) => Err(anyhow::Error::new(not_durable)
+                        .context(format!("requeue {}", self.leased_path(r).display()))),
                     Err(e) if is_missing(&e) => Ok(None),
                     Err(e) => {
                         Err(e).with_context(|| format!("requeue {}", self.leased_path(r).display()))
@@ -85,7 +105,9 @@ impl Spool {
             return Ok(false);
         }
         match self.rename_to_new(Dir::Leased, &name, &ready) {
-            Ok(()) => Ok(true),
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(not_durable)) => Err(anyhow::Error::new(not_durable)
+                .context(format!("give back {}", self.leased_path(r).display()))),
             Err(e) if is_missing(&e) => Ok(false),
             Err(e) => {
                 Err(e).with_context(|| format!("give back {}", self.leased_path(r).display()))
@@ -117,11 +139,14 @@ impl Spool {
             attempts: 0,
             visible_ms: now_ms(),
         };
+        let path = self.dir(Dir::Dead).join(&name);
         match self.rename_to_new(Dir::Dead, &name, &ready) {
-            Ok(()) => Ok(true),
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(not_durable)) => {
+                Err(anyhow::Error::new(not_durable).context(format!("replay {}", path.display())))
+            }
             Err(e) if is_missing(&e) => Ok(false),
-            Err(e) => Err(e)
-                .with_context(|| format!("replay {}", self.dir(Dir::Dead).join(&name).display())),
+            Err(e) => Err(e).with_context(|| format!("replay {}", path.display())),
         }
     }
 
@@ -200,12 +225,12 @@ impl Spool {
     }
 
     /// Whether an acked message is past the spool's retention at `now`.
-    pub fn past_retention(&self, done: &Ended, now: u64) -> bool {
+    fn past_retention(&self, done: &Ended, now: u64) -> bool {
         done.at_ms.saturating_add(self.config.retain_done_ms) <= now
     }
 
     /// Deletes `done/<done>`, a plain file only: a foreign entry under that name is refused.
-    pub fn remove_done(&self, done: &Ended) -> std::io::Result<()> {
+    fn remove_done(&self, done: &Ended) -> std::io::Result<()> {
         durable::remove_plain(self.fd(Dir::Done), &done.to_string())
     }
 
@@ -253,36 +278,32 @@ impl Spool {
         }
     }
 
-    /// Renames `<from>/<name>` into its bucket under `new/`. Buckets it creates are made
-    /// durable, since a rename that outlived a crash must not point into a directory that did
-    /// not.
-    pub(crate) fn rename_to_new(
+    /// Renames `<from>/<name>` into its bucket under `new/`, rings the doorbell, then fsyncs the
+    /// parents of the bucket levels it made, since a rename that outlived a crash must not
+    /// point into a directory that did not. `Ok(Err(_))`: the message has moved, and may be
+    /// taken at once, but that fsync failed, so a crash could still undo the move.
+    fn rename_to_new(
         &self,
         from: Dir,
         name: &str,
         ready: &Ready,
-    ) -> std::io::Result<()> {
-        self.rename_to_new_from(self.fd(from), name, ready)
-    }
-
-    /// `rename_to_new` from any directory of the spool (a bucket of `new/`, say).
-    pub(crate) fn rename_to_new_from(
-        &self,
-        dir: &std::fs::File,
-        name: &str,
-        ready: &Ready,
-    ) -> std::io::Result<()> {
-        durable::rename_into_bucket(
-            Src { dir, name },
+    ) -> std::io::Result<std::result::Result<(), NotDurable>> {
+        let bucket = durable::rename_into_bucket(
+            Src {
+                dir: self.fd(from),
+                name,
+            },
             self.fd(Dir::New),
             &self.dir(Dir::New),
             &Bucket::of(ready.visible_ms).parts(),
             &ready.to_string(),
-            true,
             None,
         )?;
         self.ring();
-        Ok(())
+        Ok(bucket.sync_made().map_err(|err| NotDurable {
+            moved_to: bucket.leaf().join(ready.to_string()),
+            err,
+        }))
     }
 
     /// The UTF-8 names in a state directory; others cannot be ours and are skipped.
