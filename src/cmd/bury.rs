@@ -3,13 +3,13 @@
 use super::{lease_not_held, parse_receipts};
 use crate::cli::BuryArgs;
 use crate::exit::{Code, Tally};
-use crate::spool::Spool;
+use crate::spool::{Spool, uses};
 use anyhow::Result;
 use std::path::Path;
 
 pub fn run(root: &Path, args: &BuryArgs) -> Result<Code> {
     let receipts = parse_receipts(&args.receipts)?;
-    let spool = Spool::open(root)?;
+    let spool = Spool::open(root, uses::BURY)?;
     let mut tally = Tally::default();
     for r in &receipts {
         match spool.bury(r) {

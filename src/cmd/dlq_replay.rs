@@ -6,7 +6,7 @@ use crate::exit::{Code, NotFound, Tally};
 use crate::spool::name::Ended;
 use crate::spool::scan::Named;
 use crate::spool::transition::NotDurable;
-use crate::spool::{Dir, Spool};
+use crate::spool::{Dir, Spool, uses};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,7 +14,7 @@ use std::path::Path;
 
 pub fn run(root: &Path, args: &DlqReplayArgs) -> Result<Code> {
     let wanted = parse_ids(&args.ids)?;
-    let spool = Spool::open(root)?;
+    let spool = Spool::open(root, uses::REPLAY)?;
     let dead_dir = spool.state_path(Dir::Dead);
     // One listing of dead/, keyed by id, oldest first.
     let dead: BTreeMap<_, _> = spool

@@ -3,14 +3,14 @@
 use super::{lease_not_held, parse_receipts};
 use crate::cli::ExtendArgs;
 use crate::exit::Code;
-use crate::spool::Spool;
+use crate::spool::{Spool, uses};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
 
 pub fn run(root: &Path, args: &ExtendArgs) -> Result<Code> {
     let r = parse_receipts(std::slice::from_ref(&args.receipt))?.remove(0);
-    let spool = Spool::open(root)?;
+    let spool = Spool::open(root, uses::EXTEND)?;
     let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
     match spool.extend(&r, lease_ms)? {
         Some(next) => {

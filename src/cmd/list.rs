@@ -5,7 +5,7 @@ use crate::duration::format_ms;
 use crate::encode::{rfc3339_ms, rfc3339_us};
 use crate::exit::Code;
 use crate::spool::scan::{Seen, State};
-use crate::spool::{Spool, now_ms};
+use crate::spool::{Spool, now_ms, uses};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BinaryHeap;
@@ -43,7 +43,7 @@ pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
             .filter(|s| *s != State::Done)
             .collect()
     };
-    let spool = Spool::open(root)?;
+    let spool = Spool::open(root, uses::ALL)?;
     let now = now_ms();
     let limit = args.limit.unwrap_or(usize::MAX);
     // With --limit, only the `limit` oldest are kept as the scan goes (a max-heap on the id,

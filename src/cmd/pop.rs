@@ -5,7 +5,7 @@ use crate::encode::{Base64Encoder, Utf8Check, json_escape_into, rfc3339_ms, rfc3
 use crate::exit::{Code, NotFound, Usage};
 use crate::spool::name::Leased;
 use crate::spool::ready::Lease;
-use crate::spool::{Spool, durable, now_ms};
+use crate::spool::{Spool, durable, now_ms, uses};
 use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -26,7 +26,7 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
         remove_receipt_file(f)
             .with_context(|| format!("remove old receipt file {}", f.display()))?;
     }
-    let spool = Spool::create(root)?;
+    let spool = Spool::create(root, if args.ack { uses::POP_ACK } else { uses::POP })?;
     let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
     let waiter = args.wait.map(|limit| Waiter::new(&spool, limit));
 

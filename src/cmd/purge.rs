@@ -5,7 +5,7 @@ use crate::cmd::parse_ids;
 use crate::exit::{Code, NotFound, Tally, Usage};
 use crate::spool::name::Id;
 use crate::spool::scan::{Named, State};
-use crate::spool::{Spool, durable, now_ms};
+use crate::spool::{Dir, Spool, durable, now_ms};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -20,7 +20,16 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
         )
         .into());
     }
-    let spool = Spool::open(root)?;
+    let uses: Vec<Dir> = [
+        (args.ready, Dir::New),
+        (args.done, Dir::Done),
+        (args.dead, Dir::Dead),
+    ]
+    .iter()
+    .filter(|s| s.0)
+    .map(|s| s.1)
+    .collect();
+    let spool = Spool::open(root, &uses)?;
     let now = now_ms();
     let cutoff = now.saturating_sub(args.older_than);
     let mut victims: Vec<(Id, Named)> = Vec::new();

@@ -2,15 +2,15 @@
 
 use crate::cli::PushArgs;
 use crate::exit::Code;
-use crate::spool::Spool;
 use crate::spool::push::{Batch, Body};
+use crate::spool::{Spool, uses};
 use anyhow::{Context, Result};
 use std::io::{self, BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 pub fn run(root: &Path, args: &PushArgs) -> Result<Code> {
-    let spool = Spool::create(root)?;
+    let spool = Spool::create(root, uses::PUSH)?;
     let mut batch = Batch::new(&spool, !args.no_sync);
     let mut out = crate::exit::stdout()?;
     let added = add_all(&mut batch, &mut out, args);

@@ -4,7 +4,7 @@ use super::{lease_not_held, parse_receipts};
 use crate::cli::RequeueArgs;
 use crate::exit::{Code, Tally};
 use crate::spool::transition::Released;
-use crate::spool::{Spool, now_ms};
+use crate::spool::{Spool, now_ms, uses};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
@@ -14,7 +14,7 @@ pub fn run(root: &Path, args: &RequeueArgs) -> Result<Code> {
         return reclaim(root);
     }
     let receipts = parse_receipts(&args.receipts)?;
-    let spool = Spool::open(root)?;
+    let spool = Spool::open(root, uses::REQUEUE)?;
     let mut tally = Tally::default();
     for r in &receipts {
         match spool.release(r, args.delay) {
@@ -27,7 +27,7 @@ pub fn run(root: &Path, args: &RequeueArgs) -> Result<Code> {
 }
 
 fn reclaim(root: &Path) -> Result<Code> {
-    let spool = Spool::open(root)?;
+    let spool = Spool::open(root, uses::ALL)?;
     let mut out = crate::exit::stdout()?;
     let mut tally = Tally::default();
     for (id, to) in spool

@@ -7,7 +7,7 @@ use crate::encode::{rfc3339_ms, rfc3339_us};
 use crate::exit::{Code, NotFound};
 use crate::spool::name::Id;
 use crate::spool::scan::{Named, State};
-use crate::spool::{Spool, durable, now_ms};
+use crate::spool::{Spool, durable, now_ms, uses};
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{self, Write};
@@ -15,7 +15,7 @@ use std::path::Path;
 
 pub fn run(root: &Path, args: &ShowArgs) -> Result<Code> {
     let id = parse_ids(std::slice::from_ref(&args.id))?.remove(0);
-    let spool = Spool::open(root)?;
+    let spool = Spool::open(root, uses::MESSAGES)?;
     let (found, mut file) = open(&spool, &id)?;
     // Errors past this point name the message by its id, not its path: a leased message's
     // file name is its receipt, and show must not hand that out.

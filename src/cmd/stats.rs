@@ -6,7 +6,7 @@ use crate::duration::format_ms;
 use crate::encode::rfc3339_ms;
 use crate::exit::Code;
 use crate::spool::scan::{AGE_BOUNDS_S, Counts, State};
-use crate::spool::{Spool, now_ms, now_us};
+use crate::spool::{Spool, now_ms, now_us, uses};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -76,7 +76,7 @@ struct Expiring {
 const MAX_THREADS: usize = 4;
 
 pub fn run(root: &Path, args: &StatsArgs) -> Result<Code> {
-    let spool = Spool::open(root)?;
+    let spool = Spool::open(root, uses::ALL)?;
     let Some(every) = args.watch else {
         return once(&spool, root, args, false);
     };

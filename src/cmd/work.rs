@@ -11,7 +11,7 @@ use crate::os::{self, Signals};
 use crate::spool::name::Leased;
 use crate::spool::ready::{Lease, Take};
 use crate::spool::transition::Released;
-use crate::spool::{Spool, durable, lease, now_ms};
+use crate::spool::{Spool, durable, lease, now_ms, uses};
 use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result, anyhow};
 use std::ffi::OsString;
@@ -34,7 +34,7 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
     // rather than killing qspool between a lease and its CMD.
     let signals = Signals::block(&[os::SIGTERM, os::SIGINT, os::SIGHUP, os::SIGCHLD])
         .context("block signals")?;
-    let spool = Spool::create(root)?;
+    let spool = Spool::create(root, uses::MESSAGES)?;
     let spool_dir = std::path::absolute(root)
         .with_context(|| format!("resolve spool path {}", root.display()))?;
     let waiter = args.wait.map(|_| Waiter::new(&spool, None));

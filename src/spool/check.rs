@@ -169,16 +169,16 @@ impl Check {
             .with_context(|| format!("stat {}", spool.root().display()))?;
         self.attributes(PathBuf::from("."), &st, true);
         for d in Dir::ALL {
-            let st = at::fstat(spool.fd(d))
+            let st = at::fstat(spool.fd(d)?)
                 .with_context(|| format!("stat {}", spool.dir(d).display()))?;
             self.attributes(PathBuf::from(d.name()), &st, true);
         }
-        self.tmp(spool.fd(Dir::Tmp))?;
+        self.tmp(spool.fd(Dir::Tmp)?)?;
         let new_path = spool.dir(Dir::New);
-        let _ = walk::walk(&walk::top(spool.fd(Dir::New), &new_path), self)?;
-        self.leased(spool.fd(Dir::Leased))?;
-        self.ended(spool.fd(Dir::Done), Dir::Done, 3)?;
-        self.ended(spool.fd(Dir::Dead), Dir::Dead, 2)?;
+        let _ = walk::walk(&walk::top(spool.fd(Dir::New)?, &new_path), self)?;
+        self.leased(spool.fd(Dir::Leased)?)?;
+        self.ended(spool.fd(Dir::Done)?, Dir::Done, 3)?;
+        self.ended(spool.fd(Dir::Dead)?, Dir::Dead, 2)?;
         self.duplicates();
         Ok(())
     }

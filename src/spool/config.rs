@@ -131,7 +131,8 @@ fn read_settings(root_dir: &File) -> std::io::Result<Option<Vec<u8>>> {
     if meta.len() > MAX_SIZE {
         return Err(too_big());
     }
-    let mut text = Vec::new();
+    // Room for the whole file and one byte more: one read takes it, a second sees the end.
+    let mut text = Vec::with_capacity(meta.len() as usize + 1);
     file.take(MAX_SIZE + 1).read_to_end(&mut text)?;
     if text.len() as u64 > MAX_SIZE {
         return Err(too_big());

@@ -33,16 +33,16 @@ impl Spool {
     pub fn open_payload(&self, m: &Named) -> io::Result<(File, u64)> {
         match m {
             Named::Ready(r) => {
-                let leaf = durable::open_bucket(self.fd(Dir::New), &r.bucket().parts())?;
+                let leaf = durable::open_bucket(self.fd(Dir::New)?, &r.bucket().parts())?;
                 durable::open_message(&leaf, &r.to_string())
             }
-            _ => durable::open_message(self.fd(m.dir()), &m.file_name()),
+            _ => durable::open_message(self.fd(m.dir())?, &m.file_name()),
         }
     }
 
     /// `open_payload` of a lease this process holds: what `pop` and `work` hand out.
     pub fn open_leased(&self, l: &Leased) -> io::Result<(File, u64)> {
-        durable::open_message(self.fd(Dir::Leased), &l.to_string())
+        durable::open_message(self.fd(Dir::Leased)?, &l.to_string())
     }
 
     /// Deletes a message for good, if it is a plain file: a foreign entry under its name is
@@ -50,10 +50,10 @@ impl Spool {
     pub fn remove(&self, m: &Named) -> io::Result<()> {
         match m {
             Named::Ready(r) => {
-                let leaf = durable::open_bucket(self.fd(Dir::New), &r.bucket().parts())?;
+                let leaf = durable::open_bucket(self.fd(Dir::New)?, &r.bucket().parts())?;
                 durable::remove_plain(&leaf, &r.to_string())
             }
-            _ => durable::remove_plain(self.fd(m.dir()), &m.file_name()),
+            _ => durable::remove_plain(self.fd(m.dir())?, &m.file_name()),
         }
     }
 
@@ -103,7 +103,7 @@ impl Spool {
     /// more.
     fn names_with_id(&self, d: Dir, id: &Id) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        at::for_each(self.fd(d), |name, _| {
+        at::for_each(self.fd(d)?, |name, _| {
             if let Some(name) = name.filter(|n| {
                 n.strip_prefix(id.as_str())
                     .is_some_and(|rest| rest.starts_with(','))
@@ -119,7 +119,7 @@ impl Spool {
     /// modified for at least `TMP_MAX_AGE` at `now` (Maildir's rule). A foreign file there is
     /// never deleted. Each removed file's path goes to `removed`.
     pub fn tidy_tmp(&self, now: u64, removed: &mut dyn FnMut(PathBuf) -> Result<()>) -> Result<()> {
-        let tmp = self.fd(Dir::Tmp);
+        let tmp = self.fd(Dir::Tmp)?;
         for name in self.list_names(Dir::Tmp)? {
             if Ready::parse(&name).is_err() {
                 continue;

@@ -19,6 +19,7 @@ use config::Config;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The five state directories, in the order they are created.
@@ -45,13 +46,36 @@ impl Dir {
     }
 }
 
-/// An opened spool: its root, a descriptor of each state directory, and its settings, read
-/// once per command. Every access inside the spool goes through these descriptors, so a state
-/// directory swapped for a link after the open cannot redirect anything.
+/// The state directories each kind of command uses, which it names when it opens the spool:
+/// what it opens and trust-checks before anything else, and all it opens.
+pub mod uses {
+    use super::Dir;
+    pub const PUSH: &[Dir] = &[Dir::Tmp, Dir::New];
+    /// Leasing, dead-lettering a message past its attempts, reclaiming expired leases.
+    pub const POP: &[Dir] = &[Dir::New, Dir::Leased, Dir::Dead];
+    pub const POP_ACK: &[Dir] = &[Dir::New, Dir::Leased, Dir::Dead, Dir::Done];
+    pub const ACK: &[Dir] = &[Dir::Leased, Dir::Done];
+    pub const BURY: &[Dir] = &[Dir::Leased, Dir::Dead];
+    pub const EXTEND: &[Dir] = &[Dir::Leased];
+    /// Back to `new/`, or to `dead/` after the last attempt.
+    pub const REQUEUE: &[Dir] = &[Dir::New, Dir::Leased, Dir::Dead];
+    pub const REPLAY: &[Dir] = &[Dir::New, Dir::Dead];
+    /// Every state a message can be in, but `tmp/`: `work`, `show`.
+    pub const MESSAGES: &[Dir] = &[Dir::New, Dir::Leased, Dir::Done, Dir::Dead];
+    /// `stats`, `list`, `requeue --expired`.
+    pub const ALL: &[Dir] = &Dir::ALL;
+}
+
+/// An opened spool: its root, a descriptor of each state directory it uses, and its settings,
+/// read once per command. Every access inside the spool goes through these descriptors, so a
+/// state directory swapped for a link after the open cannot redirect anything.
 pub struct Spool {
     root: PathBuf,
     root_dir: File,
-    dirs: [File; 5],
+    /// Each state directory, opened and trust-checked at most once: those the command named at
+    /// the open, before anything else; any other on its first use.
+    dirs: [OnceLock<File>; 5],
+    trust_check: bool,
     pub config: Config,
 }
 
@@ -65,44 +89,52 @@ pub fn trust_foreign_spools(yes: bool) {
 }
 
 impl Spool {
-    /// Opens an existing spool; a missing one is an error, so that a typo is not an empty queue.
-    pub fn open(root: &Path) -> Result<Spool> {
-        Spool::open_checked(root, true)
+    /// Opens an existing spool and the state directories in `uses`; a missing spool is an
+    /// error, so that a typo is not an empty queue. A command names the directories it uses, so
+    /// that it opens and checks those and no others (and refuses a spool it may not trust
+    /// before it does anything).
+    pub fn open(root: &Path, uses: &[Dir]) -> Result<Spool> {
+        Spool::open_checked(root, uses, true)
     }
 
-    /// Opens an existing spool whatever its owners and modes: for `fsck`, which reports (and
-    /// repairs) what `open` would refuse, and never follows a link either.
+    /// Opens an existing spool and every state directory, whatever their owners and modes: for
+    /// `fsck`, which reports (and repairs) what `open` would refuse, and never follows a link
+    /// either.
     pub fn open_to_inspect(root: &Path) -> Result<Spool> {
-        Spool::open_checked(root, false)
+        Spool::open_checked(root, &Dir::ALL, false)
     }
 
-    fn open_checked(root: &Path, check_trust: bool) -> Result<Spool> {
-        let (root_dir, dirs) = open_layout(root, check_trust)?;
+    fn open_checked(root: &Path, uses: &[Dir], trust_check: bool) -> Result<Spool> {
+        let (root_dir, dirs) = open_layout(root, uses, trust_check)?;
         Ok(Spool {
             config: Config::load(&root_dir, root)?,
             root: root.to_path_buf(),
             root_dir,
             dirs,
+            trust_check,
         })
     }
 
-    /// Opens a spool, creating it (directories 0700) when it is missing or incomplete.
-    pub fn create(root: &Path) -> Result<Spool> {
-        let (root_dir, dirs) = ensure_layout(root)?;
+    /// Opens a spool and the state directories in `uses`, creating the spool (directories
+    /// 0700) when it is missing, or completing it when one of those is.
+    pub fn create(root: &Path, uses: &[Dir]) -> Result<Spool> {
+        let (root_dir, dirs) = ensure_layout(root, uses)?;
         Ok(Spool {
             config: Config::load(&root_dir, root)?,
             root: root.to_path_buf(),
             root_dir,
             dirs,
+            trust_check: true,
         })
     }
 
-    /// Like `create`, but a settings file that is unusable as settings (`BadSettings`: wrong
-    /// content, or not a plain file) is no error: the spool gets the defaults, and why the file
-    /// was refused is returned beside it, for `init` to replace the file. An I/O error reading it
-    /// is still an error: a passing failure must not cost the stored settings.
+    /// Like `create` of every state directory, but a settings file that is unusable as settings
+    /// (`BadSettings`: wrong content, or not a plain file) is no error: the spool gets the
+    /// defaults, and why the file was refused is returned beside it, for `init` to replace the
+    /// file. An I/O error reading it is still an error: a passing failure must not cost the
+    /// stored settings.
     pub fn create_repairing(root: &Path) -> Result<(Spool, Option<anyhow::Error>)> {
-        let (root_dir, dirs) = ensure_layout(root)?;
+        let (root_dir, dirs) = ensure_layout(root, &Dir::ALL)?;
         let (config, refused) = match Config::load(&root_dir, root) {
             Ok(c) => (c, None),
             Err(e) if e.downcast_ref::<config::BadSettings>().is_some() => {
@@ -115,6 +147,7 @@ impl Spool {
             root: root.to_path_buf(),
             root_dir,
             dirs,
+            trust_check: true,
         };
         Ok((spool, refused))
     }
@@ -138,15 +171,26 @@ impl Spool {
         self.root.join(d.name())
     }
 
-    /// A state directory's open descriptor.
-    fn fd(&self, d: Dir) -> &File {
-        &self.dirs[d as usize]
+    /// A state directory's open descriptor, opened now if the command did not name it at the
+    /// open. Failing that is never `NotFound`, which callers read as "that message is gone".
+    fn fd(&self, d: Dir) -> std::io::Result<&File> {
+        let cell = &self.dirs[d as usize];
+        if let Some(f) = cell.get() {
+            return Ok(f);
+        }
+        let f = open_state_dir(&self.root_dir, &self.root, d, self.trust_check)
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        Ok(cell.get_or_init(|| f))
     }
 }
 
-/// Opens `root` and each state directory in it, none through a link, and checks that the
-/// spool is one this user may trust.
-fn open_layout(root: &Path, trust_check: bool) -> Result<(File, [File; 5])> {
+/// Opens `root` and each state directory of `uses` in it, none through a link, and checks
+/// that the spool is one this user may trust.
+fn open_layout(
+    root: &Path,
+    uses: &[Dir],
+    trust_check: bool,
+) -> Result<(File, [OnceLock<File>; 5])> {
     let c_root = std::ffi::CString::new(root.as_os_str().as_bytes())
         .map_err(|_| anyhow::anyhow!("{}: path contains NUL", root.display()))?;
     // The root itself is opened as the user named it, links included: that is their choice.
@@ -159,31 +203,60 @@ fn open_layout(root: &Path, trust_check: bool) -> Result<(File, [File; 5])> {
         Err(e) => return Err(e).with_context(|| format!("open spool {}", root.display())),
     };
     let present = |n: &str| !matches!(at::stat(&root_dir, n), Err(e) if durable::is_missing(&e));
-    if !present(Dir::New.name()) && !present(config::FILE_NAME) {
+    // A command that uses new/ learns from opening it that this is a spool; the others ask.
+    if !uses.contains(&Dir::New) && !present(Dir::New.name()) && !present(config::FILE_NAME) {
         bail!("no spool at {}", root.display());
     }
     if trust_check {
         check_trust(&root_dir, root)?;
     }
-    let open = |d: Dir| -> Result<File> {
-        let path = root.join(d.name());
-        let dir = match at::open_dir(&root_dir, d.name()) {
-            Ok(dir) => dir,
-            Err(e) => return Err(state_dir_error(&root_dir, d, &path, e)),
+    // Every state directory is checked, in order, before anything else is done: those the
+    // command uses are opened, the others need only their `lstat` (one call, not three).
+    let dirs: [OnceLock<File>; 5] = Default::default();
+    for d in Dir::ALL {
+        let checked = if uses.contains(&d) {
+            open_state_dir(&root_dir, root, d, trust_check)
+                .map(|dir| drop(dirs[d as usize].set(dir)))
+        } else {
+            check_state_dir(&root_dir, root, d, trust_check)
         };
-        if trust_check {
-            check_trust(&dir, &path)?;
+        if let Err(e) = checked {
+            if !present(Dir::New.name()) && !present(config::FILE_NAME) {
+                bail!("no spool at {}", root.display());
+            }
+            return Err(e);
         }
-        Ok(dir)
-    };
-    let dirs = [
-        open(Dir::Tmp)?,
-        open(Dir::New)?,
-        open(Dir::Leased)?,
-        open(Dir::Done)?,
-        open(Dir::Dead)?,
-    ];
+    }
     Ok((root_dir, dirs))
+}
+
+/// Opens one state directory, never through a link, and checks that this user may trust it.
+fn open_state_dir(root_dir: &File, root: &Path, d: Dir, trust_check: bool) -> Result<File> {
+    let path = root.join(d.name());
+    let dir = match at::open_dir(root_dir, d.name()) {
+        Ok(dir) => dir,
+        Err(e) => return Err(state_dir_error(root_dir, d, &path, e)),
+    };
+    if trust_check {
+        check_trust(&dir, &path)?;
+    }
+    Ok(dir)
+}
+
+/// What `open_state_dir` refuses, from the directory's `lstat` alone, without opening it.
+fn check_state_dir(root_dir: &File, root: &Path, d: Dir, trust_check: bool) -> Result<()> {
+    let path = root.join(d.name());
+    let st = at::stat(root_dir, d.name()).map_err(|e| state_dir_error(root_dir, d, &path, e))?;
+    if st.is_symlink() {
+        bail!("{}: a symbolic link; refusing to follow it", path.display());
+    }
+    if !st.is_dir() {
+        bail!("{}: not a directory", path.display());
+    }
+    if trust_check && !TRUST_FOREIGN.load(Ordering::Relaxed) {
+        trusted(&st, &path)?;
+    }
+    Ok(())
 }
 
 /// Why a state directory could not be opened, in words.
@@ -210,6 +283,11 @@ fn check_trust(dir: &File, path: &Path) -> Result<()> {
         return Ok(());
     }
     let st = at::fstat(dir).with_context(|| format!("stat {}", path.display()))?;
+    trusted(&st, path)
+}
+
+/// `check_trust` of what `fstat` or `lstat` said of a directory.
+fn trusted(st: &at::Stat, path: &Path) -> Result<()> {
     let me = crate::os::euid();
     if st.uid != me && st.uid != 0 {
         bail!(
@@ -232,12 +310,12 @@ fn check_trust(dir: &File, path: &Path) -> Result<()> {
 
 /// Opens the layout, making what is missing first if it is not complete: the common case, an
 /// existing spool, costs no more than `open`.
-fn ensure_layout(root: &Path) -> Result<(File, [File; 5])> {
-    if let Ok(opened) = open_layout(root, true) {
+fn ensure_layout(root: &Path, uses: &[Dir]) -> Result<(File, [OnceLock<File>; 5])> {
+    if let Ok(opened) = open_layout(root, uses, true) {
         return Ok(opened);
     }
     make_layout(root)?;
-    open_layout(root, true)
+    open_layout(root, uses, true)
 }
 
 /// Makes whatever is missing of a spool at `root` (directories 0700). A non-empty directory

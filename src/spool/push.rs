@@ -140,7 +140,7 @@ impl<'a> Batch<'a> {
             visible_ms: lease::at(base, delay_ms),
         };
         let name = ready.to_string();
-        let tmp_dir = self.spool.fd(Dir::Tmp);
+        let tmp_dir = self.spool.fd(Dir::Tmp)?;
         let written = durable::create_new(tmp_dir, &name)
             .map_err(CopyError::Write)
             .and_then(|mut file| {
@@ -183,7 +183,7 @@ impl<'a> Batch<'a> {
     /// Renames `tmp/<name>` into its bucket in `new/`, keeping the bucket's directories for the
     /// commit's fsync; on failure removes the `tmp/` file.
     fn rename(&mut self, ready: Ready, name: &str) -> Result<()> {
-        let tmp_dir = self.spool.fd(Dir::Tmp);
+        let tmp_dir = self.spool.fd(Dir::Tmp)?;
         let parts = Bucket::of(ready.visible_ms).parts();
         let reuse = match self.last.take() {
             Some((v, b)) if v == ready.visible_ms => Some(b),
@@ -194,7 +194,7 @@ impl<'a> Batch<'a> {
         // removal by pops for as long as the disk takes.
         let new_root = self.spool.dir(Dir::New);
         let src = Src { dir: tmp_dir, name };
-        let new_dir = self.spool.fd(Dir::New);
+        let new_dir = self.spool.fd(Dir::New)?;
         match durable::rename_into_bucket(src, new_dir, &new_root, &parts, name, reuse) {
             Ok(mut bucket) => {
                 // A bucket reused from the last message is held already; one opened afresh
@@ -249,7 +249,7 @@ impl<'a> Batch<'a> {
             }
             return Ok(());
         }
-        at::syncfs(self.spool.fd(Dir::Tmp)).with_context(|| {
+        at::syncfs(self.spool.fd(Dir::Tmp)?).with_context(|| {
             format!(
                 "sync the filesystem of {}",
                 self.spool.dir(Dir::Tmp).display()
@@ -287,7 +287,7 @@ impl<'a> Batch<'a> {
         let mut failed = None;
         if !staged.is_empty() {
             if let Err(e) = self.sync_staged(&staged) {
-                let tmp_dir = self.spool.fd(Dir::Tmp);
+                let tmp_dir = self.spool.fd(Dir::Tmp)?;
                 for s in &staged {
                     let _ = at::unlink(tmp_dir, &s.name);
                 }
@@ -303,7 +303,7 @@ impl<'a> Batch<'a> {
                     Ok(())
                 });
                 if let Err(e) = step {
-                    let tmp_dir = self.spool.fd(Dir::Tmp);
+                    let tmp_dir = self.spool.fd(Dir::Tmp)?;
                     for rest in staged.by_ref() {
                         let _ = at::unlink(tmp_dir, &rest.name);
                     }
@@ -317,7 +317,7 @@ impl<'a> Batch<'a> {
         }
         self.sync_held()?;
         // Waiting pops wake on this; best effort, as they look again on their own anyway.
-        let _ = at::touch(self.spool.fd(Dir::New));
+        let _ = at::touch(self.spool.fd(Dir::New)?);
         // One write for the whole group: a write per id would cost a system call per message.
         let mut text = Vec::with_capacity(self.pending.len() * 48);
         for id in self.pending.drain(..) {

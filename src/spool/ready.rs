@@ -83,7 +83,7 @@ impl Spool {
         let new_root = self.dir(Dir::New);
         let mut pop = Pop { spool: self, want };
         Ok(
-            match walk::walk(&walk::top(self.fd(Dir::New), &new_root), &mut pop)? {
+            match walk::walk(&walk::top(self.fd(Dir::New)?, &new_root), &mut pop)? {
                 ControlFlow::Break(Step::Future(at)) => Some(at),
                 ControlFlow::Break(Step::Full) | ControlFlow::Continue(()) => None,
             },
@@ -123,7 +123,7 @@ impl Spool {
                     attempts: r.attempts,
                     at_ms: now,
                 };
-                match at::rename_noreplace(leaf, &src, self.fd(Dir::Dead), &dead.to_string()) {
+                match at::rename_noreplace(leaf, &src, self.fd(Dir::Dead)?, &dead.to_string()) {
                     Ok(()) => continue,
                     Err(e) if is_missing(&e) => continue,
                     Err(e) => {
@@ -140,7 +140,7 @@ impl Spool {
                 token: super::idgen::random_u64(),
             };
             let to = leased.to_string();
-            match at::rename_noreplace(leaf, &src, self.fd(Dir::Leased), &to) {
+            match at::rename_noreplace(leaf, &src, self.fd(Dir::Leased)?, &to) {
                 Ok(()) => {
                     want.got.push(Lease {
                         enqueued_us: r.id.enqueued_us(),

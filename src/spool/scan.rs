@@ -362,7 +362,7 @@ impl Spool {
             f: &mut |x| feed(&mut first, x),
             jobs: Some(&mut jobs),
         };
-        let _ = walk::walk(&walk::top(self.fd(Dir::New), &new_path), &mut gather)?;
+        let _ = walk::walk(&walk::top(self.fd(Dir::New)?, &new_path), &mut gather)?;
         let next = std::sync::atomic::AtomicUsize::new(0);
         let work = |s: &mut S| -> Result<()> {
             loop {
@@ -409,7 +409,7 @@ impl Spool {
         f: &mut dyn FnMut(Option<Seen>),
     ) -> Result<()> {
         let new_path = self.dir(Dir::New);
-        let Some(first) = walk::open_path(self.fd(Dir::New), &new_path, &parts[..1])? else {
+        let Some(first) = walk::open_path(self.fd(Dir::New)?, &new_path, &parts[..1])? else {
             return Ok(());
         };
         let path = new_path.join(&parts[0]).join(&parts[1]);
@@ -440,7 +440,7 @@ impl Spool {
         if d == Dir::New {
             return self.scan_new_tree(now, f);
         }
-        let (dir, path) = (self.fd(d), self.dir(d));
+        let (dir, path) = (self.fd(d)?, self.dir(d));
         walk::for_each_entry(dir, &path, |name, st| {
             let (name, plain) = (name.to_str().unwrap_or(""), is_plain(st));
             match d {
@@ -473,7 +473,7 @@ impl Spool {
     pub fn scan_new_tree(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
         let new_path = self.dir(Dir::New);
         let mut scanner = Scanner { now, f, jobs: None };
-        let _ = walk::walk(&walk::top(self.fd(Dir::New), &new_path), &mut scanner)?;
+        let _ = walk::walk(&walk::top(self.fd(Dir::New)?, &new_path), &mut scanner)?;
         Ok(())
     }
 }

@@ -178,7 +178,7 @@ impl Spool {
                 continue;
             }
             // A foreign file under a lease-shaped name is reported by `stats`, never moved.
-            if durable::lstat_plain(self.fd(Dir::Leased), &name).is_err() {
+            if durable::lstat_plain(self.fd(Dir::Leased)?, &name).is_err() {
                 continue;
             }
             match self.release(&r, 0) {
@@ -201,7 +201,7 @@ impl Spool {
     ) -> Result<()> {
         // Streamed, not listed first: done/ may hold a day of traffic.
         let mut result = Ok(());
-        at::for_each(self.fd(Dir::Done), |name, _| {
+        at::for_each(self.fd(Dir::Done)?, |name, _| {
             if result.is_err() {
                 return;
             }
@@ -231,13 +231,15 @@ impl Spool {
 
     /// Deletes `done/<done>`, a plain file only: a foreign entry under that name is refused.
     fn remove_done(&self, done: &Ended) -> std::io::Result<()> {
-        durable::remove_plain(self.fd(Dir::Done), &done.to_string())
+        durable::remove_plain(self.fd(Dir::Done)?, &done.to_string())
     }
 
     /// Rings the doorbell: touches `new/`, which waiting pops watch, after a message went in.
     /// Best effort: a waiter that misses it still looks again within `wait::RECHECK`.
     pub(crate) fn ring(&self) {
-        let _ = at::touch(self.fd(Dir::New));
+        if let Ok(new) = self.fd(Dir::New) {
+            let _ = at::touch(new);
+        }
     }
 
     fn dead_name(&self, id: &Id, attempts: u32) -> String {
@@ -255,7 +257,7 @@ impl Spool {
         if !self.check_source(Dir::Leased, &src)? {
             return Ok(false);
         }
-        match at::rename_noreplace(self.fd(Dir::Leased), &src, self.fd(to), name) {
+        match at::rename_noreplace(self.fd(Dir::Leased)?, &src, self.fd(to)?, name) {
             Ok(()) => Ok(true),
             Err(e) if is_missing(&e) => Ok(false),
             Err(e) => Err(e).with_context(|| {
@@ -271,7 +273,7 @@ impl Spool {
     /// `false` when `<dir>/<name>` does not exist; an error when it exists but is not a plain
     /// file.
     fn check_source(&self, dir: Dir, name: &str) -> Result<bool> {
-        match durable::lstat_plain(self.fd(dir), name) {
+        match durable::lstat_plain(self.fd(dir)?, name) {
             Ok(_) => Ok(true),
             Err(e) if is_missing(&e) => Ok(false),
             Err(e) => Err(e).with_context(|| self.dir(dir).join(name).display().to_string()),
@@ -290,10 +292,10 @@ impl Spool {
     ) -> std::io::Result<std::result::Result<(), NotDurable>> {
         let bucket = durable::rename_into_bucket(
             Src {
-                dir: self.fd(from),
+                dir: self.fd(from)?,
                 name,
             },
-            self.fd(Dir::New),
+            self.fd(Dir::New)?,
             &self.dir(Dir::New),
             &Bucket::of(ready.visible_ms).parts(),
             &ready.to_string(),
@@ -308,6 +310,6 @@ impl Spool {
 
     /// The UTF-8 names in a state directory; others cannot be ours and are skipped.
     pub fn list_names(&self, d: Dir) -> Result<Vec<String>> {
-        at::names(self.fd(d)).with_context(|| format!("list {}", self.dir(d).display()))
+        at::names(self.fd(d)?).with_context(|| format!("list {}", self.dir(d).display()))
     }
 }
