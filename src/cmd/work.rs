@@ -239,9 +239,9 @@ impl Work<'_> {
                 _ => None,
             };
             if let Some(w) = bell {
-                sleep = min_sleep(sleep, w.timeout(now_ms(), due_ms));
+                sleep = earliest(sleep, w.timeout(now_ms(), due_ms));
             }
-            sleep = min_sleep(sleep, self.next_deadline());
+            sleep = earliest(sleep, self.next_deadline());
             if self.exits_pending {
                 // `fill` read the SIGCHLD of a CMD that exited meanwhile: reap it now.
                 sleep = Some(Duration::ZERO);
@@ -652,22 +652,13 @@ impl Work<'_> {
         for job in &self.jobs {
             if !job.lost {
                 let beat = Duration::from_millis(job.next_beat_ms.saturating_sub(now_wall));
-                next = min_sleep(next, Some(beat));
+                next = earliest(next, Some(beat));
             }
             if let (false, Some(at)) = (job.killed, job.kill_at) {
-                next = min_sleep(next, Some(at.saturating_duration_since(now)));
+                next = earliest(next, Some(at.saturating_duration_since(now)));
             }
         }
         next
-    }
-}
-
-/// The shorter of two sleeps, where `None` is no limit.
-fn min_sleep(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
     }
 }
 
@@ -743,9 +734,9 @@ mod tests {
     #[test]
     fn sleeps_take_the_shorter_limit() {
         let s = |ms| Some(Duration::from_millis(ms));
-        assert_eq!(min_sleep(None, None), None);
-        assert_eq!(min_sleep(s(5), None), s(5));
-        assert_eq!(min_sleep(None, s(7)), s(7));
-        assert_eq!(min_sleep(s(9), s(7)), s(7));
+        assert_eq!(earliest::<Duration>(None, None), None);
+        assert_eq!(earliest(s(5), None), s(5));
+        assert_eq!(earliest(None, s(7)), s(7));
+        assert_eq!(earliest(s(9), s(7)), s(7));
     }
 }
