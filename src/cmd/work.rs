@@ -47,7 +47,7 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
         jobs: Vec::new(),
         started: 0,
         leased: 0,
-        tally: Tally::default(),
+        tally: Outcomes::default(),
         stopping: false,
         broken: false,
         exits_pending: false,
@@ -110,7 +110,7 @@ impl Job {
 
 /// What became of each run, for the summary and the exit status.
 #[derive(Default)]
-struct Tally {
+struct Outcomes {
     acked: u64,
     retried: u64,
     dead: u64,
@@ -121,7 +121,7 @@ struct Tally {
     unsettled: u64,
 }
 
-impl Tally {
+impl Outcomes {
     fn total(&self) -> u64 {
         self.acked + self.retried + self.dead + self.stopped + self.lost + self.unsettled
     }
@@ -185,7 +185,7 @@ struct Work<'a> {
     started: u64,
     /// Every lease taken, for the summary.
     leased: u64,
-    tally: Tally,
+    tally: Outcomes,
     /// A signal came: no more messages are taken.
     stopping: bool,
     /// The spool or CMD failed in a way no retry fixes: no more messages are taken.
