@@ -47,14 +47,14 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
         jobs: Vec::new(),
         started: 0,
         leased: 0,
-        tally: Outcomes::default(),
+        outcomes: Outcomes::default(),
         stopping: false,
         broken: false,
         exits_pending: false,
     };
     work.run(&signals, waiter.as_ref());
-    work.tally.summarize(args.quiet, work.leased);
-    Ok(if work.tally.all_ok() && !work.broken {
+    work.outcomes.summarize(args.quiet, work.leased);
+    Ok(if work.outcomes.all_ok() && !work.broken {
         Code::Ok
     } else {
         Code::Error
@@ -185,7 +185,7 @@ struct Work<'a> {
     started: u64,
     /// Every lease taken, for the summary.
     leased: u64,
-    tally: Outcomes,
+    outcomes: Outcomes,
     /// A signal came: no more messages are taken.
     stopping: bool,
     /// The spool or CMD failed in a way no retry fixes: no more messages are taken.
@@ -359,7 +359,7 @@ impl Work<'_> {
                     "{} attempt {}: lease expired before CMD could start; use a longer --lease",
                     leased.id, leased.attempt
                 ));
-                self.tally.lost += 1;
+                self.outcomes.lost += 1;
                 return Ok(());
             }
             Err(e) => {
@@ -375,12 +375,12 @@ impl Work<'_> {
                             leased.attempt,
                             released(&to, leased.attempt, delay)
                         ));
-                        self.tally.count(&to);
+                        self.outcomes.count(&to);
                     }
-                    Ok(None) => self.tally.lost += 1,
+                    Ok(None) => self.outcomes.lost += 1,
                     Err(e) => {
                         report(&e);
-                        self.tally.unsettled += 1;
+                        self.outcomes.unsettled += 1;
                         self.broken = true;
                     }
                 }
@@ -490,7 +490,7 @@ impl Work<'_> {
                     "exit status unknown; {}",
                     released(&to, job.lease.attempt, 0)
                 ));
-                self.tally.count(&to);
+                self.outcomes.count(&to);
             }
             Ok(None) => self.lost_at_end(&job, "exit status unknown"),
             Err(e) => self.failed_to_settle(&job, e),
@@ -507,7 +507,7 @@ impl Work<'_> {
             job.line(&format!(
                 "{how}; its lease was lost, so the message was left to its new holder"
             ));
-            self.tally.lost += 1;
+            self.outcomes.lost += 1;
             return;
         }
         // Died of qspool's own stop signal: released at once, as after the kill, so that a CMD
@@ -527,8 +527,8 @@ impl Work<'_> {
                         released(&to, job.lease.attempt, 0)
                     ));
                     match to {
-                        Released::Requeued { .. } => self.tally.stopped += 1,
-                        Released::Dead => self.tally.dead += 1,
+                        Released::Requeued { .. } => self.outcomes.stopped += 1,
+                        Released::Dead => self.outcomes.dead += 1,
                     }
                 }
                 Ok(None) => self.lost_at_end(&job, &how),
@@ -543,7 +543,7 @@ impl Work<'_> {
                     if !quiet {
                         job.line(&format!("{how}; acked"));
                     }
-                    self.tally.acked += 1;
+                    self.outcomes.acked += 1;
                 }
                 Ok(false) => self.lost_at_end(&job, &how),
                 Err(e) => self.failed_to_settle(&job, e),
@@ -553,7 +553,7 @@ impl Work<'_> {
                     if !quiet {
                         job.line(&format!("{how}; dead-lettered (permanent failure)"));
                     }
-                    self.tally.dead += 1;
+                    self.outcomes.dead += 1;
                 }
                 Ok(false) => self.lost_at_end(&job, &how),
                 Err(e) => self.failed_to_settle(&job, e),
@@ -568,7 +568,7 @@ impl Work<'_> {
                                 released(&to, job.lease.attempt, delay)
                             ));
                         }
-                        self.tally.count(&to);
+                        self.outcomes.count(&to);
                     }
                     Ok(None) => self.lost_at_end(&job, &how),
                     Err(e) => self.failed_to_settle(&job, e),
@@ -583,7 +583,7 @@ impl Work<'_> {
             "{how}; but its lease was lost first, so what becomes of the message is up to its \
              new holder"
         ));
-        self.tally.lost += 1;
+        self.outcomes.lost += 1;
     }
 
     fn failed_to_settle(&mut self, job: &Job, e: anyhow::Error) {
@@ -591,7 +591,7 @@ impl Work<'_> {
             "settle {} attempt {}; it returns when its lease expires",
             job.lease.id, job.lease.attempt
         )));
-        self.tally.unsettled += 1;
+        self.outcomes.unsettled += 1;
         self.broken = true;
     }
 
