@@ -72,8 +72,9 @@ impl Waiter {
     }
 }
 
-/// The earlier of two optional instants.
-pub fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+/// The earlier of two optional instants (or the shorter of two optional waits); `None` is no
+/// limit, so it loses to any value.
+pub fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),
         (x, None) => x,

@@ -15,9 +15,11 @@ pub mod show;
 pub mod stats;
 pub mod work;
 
-use crate::exit::Usage;
+use crate::exit::{Code, Tally, Usage};
 use crate::spool::name::{Id, Leased};
+use crate::spool::{Dir, Spool};
 use anyhow::Result;
+use std::path::Path;
 
 /// Checks every receipt before any is used: one malformed receipt means exit 2, nothing moved.
 pub fn parse_receipts(texts: &[String]) -> Result<Vec<Leased>> {
@@ -38,10 +40,32 @@ pub fn parse_ids(texts: &[String]) -> Result<Vec<Id>> {
 }
 
 /// The message for a receipt whose lease is gone, shared by ack, requeue, extend and bury.
-pub fn lease_not_held(r: &Leased, path: &std::path::Path) -> anyhow::Error {
+pub fn lease_not_held(r: &Leased, path: &Path) -> anyhow::Error {
     crate::exit::NotFound(format!(
         "{}: lease not held (expired and reclaimed, already acked, or replaced by extend); receipt {r}",
         path.display()
     ))
     .into()
+}
+
+/// The body of `ack` and `bury`: checks every receipt, then ends each lease with `settle`
+/// (true when the lease was still held), going on past failures; errors are named `verb id`.
+pub fn settle_each(
+    root: &Path,
+    uses: &[Dir],
+    texts: &[String],
+    verb: &str,
+    settle: impl Fn(&Spool, &Leased) -> Result<bool>,
+) -> Result<Code> {
+    let receipts = parse_receipts(texts)?;
+    let spool = Spool::open(root, uses)?;
+    let mut tally = Tally::default();
+    for r in &receipts {
+        match settle(&spool, r) {
+            Ok(true) => {}
+            Ok(false) => tally.fail(lease_not_held(r, &spool.leased_path(r))),
+            Err(e) => tally.fail(e.context(format!("{verb} {}", r.id))),
+        }
+    }
+    Ok(tally.code())
 }

@@ -1,8 +1,8 @@
 //! `qspool show`: one message's payload, found by its id in any state, read without a lease.
 
 use super::parse_ids;
-use super::pop::{CHUNK, write_json};
 use crate::cli::ShowArgs;
+use crate::encode::json::{CHUNK, write_json};
 use crate::encode::{rfc3339_ms, rfc3339_us};
 use crate::exit::{Code, NotFound};
 use crate::spool::name::Id;

@@ -47,14 +47,14 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
         jobs: Vec::new(),
         started: 0,
         leased: 0,
-        tally: Tally::default(),
+        outcomes: Outcomes::default(),
         stopping: false,
         broken: false,
         exits_pending: false,
     };
     work.run(&signals, waiter.as_ref());
-    work.tally.summarize(args.quiet, work.leased);
-    Ok(if work.tally.all_ok() && !work.broken {
+    work.outcomes.summarize(args.quiet, work.leased);
+    Ok(if work.outcomes.all_ok() && !work.broken {
         Code::Ok
     } else {
         Code::Error
@@ -110,7 +110,7 @@ impl Job {
 
 /// What became of each run, for the summary and the exit status.
 #[derive(Default)]
-struct Tally {
+struct Outcomes {
     acked: u64,
     retried: u64,
     dead: u64,
@@ -121,7 +121,7 @@ struct Tally {
     unsettled: u64,
 }
 
-impl Tally {
+impl Outcomes {
     fn total(&self) -> u64 {
         self.acked + self.retried + self.dead + self.stopped + self.lost + self.unsettled
     }
@@ -185,7 +185,7 @@ struct Work<'a> {
     started: u64,
     /// Every lease taken, for the summary.
     leased: u64,
-    tally: Tally,
+    outcomes: Outcomes,
     /// A signal came: no more messages are taken.
     stopping: bool,
     /// The spool or CMD failed in a way no retry fixes: no more messages are taken.
@@ -239,9 +239,9 @@ impl Work<'_> {
                 _ => None,
             };
             if let Some(w) = bell {
-                sleep = min_sleep(sleep, w.timeout(now_ms(), due_ms));
+                sleep = earliest(sleep, w.timeout(now_ms(), due_ms));
             }
-            sleep = min_sleep(sleep, self.next_deadline());
+            sleep = earliest(sleep, self.next_deadline());
             if self.exits_pending {
                 // `fill` read the SIGCHLD of a CMD that exited meanwhile: reap it now.
                 sleep = Some(Duration::ZERO);
@@ -361,7 +361,7 @@ impl Work<'_> {
                     "{} attempt {}: lease expired before CMD could start; use a longer --lease",
                     leased.id, leased.attempt
                 ));
-                self.tally.lost += 1;
+                self.outcomes.lost += 1;
                 return Ok(());
             }
             Err(e) => {
@@ -377,12 +377,12 @@ impl Work<'_> {
                             leased.attempt,
                             released(&to, leased.attempt, delay)
                         ));
-                        self.tally.count(&to);
+                        self.outcomes.count(&to);
                     }
-                    Ok(None) => self.tally.lost += 1,
+                    Ok(None) => self.outcomes.lost += 1,
                     Err(e) => {
                         report(&e);
-                        self.tally.unsettled += 1;
+                        self.outcomes.unsettled += 1;
                         self.broken = true;
                     }
                 }
@@ -492,7 +492,7 @@ impl Work<'_> {
                     "exit status unknown; {}",
                     released(&to, job.lease.attempt, 0)
                 ));
-                self.tally.count(&to);
+                self.outcomes.count(&to);
             }
             Ok(None) => self.lost_at_end(&job, "exit status unknown"),
             Err(e) => self.failed_to_settle(&job, e),
@@ -509,7 +509,7 @@ impl Work<'_> {
             job.line(&format!(
                 "{how}; its lease was lost, so the message was left to its new holder"
             ));
-            self.tally.lost += 1;
+            self.outcomes.lost += 1;
             return;
         }
         // Died of qspool's own stop signal: released at once, as after the kill, so that a CMD
@@ -529,8 +529,8 @@ impl Work<'_> {
                         released(&to, job.lease.attempt, 0)
                     ));
                     match to {
-                        Released::Requeued { .. } => self.tally.stopped += 1,
-                        Released::Dead => self.tally.dead += 1,
+                        Released::Requeued { .. } => self.outcomes.stopped += 1,
+                        Released::Dead => self.outcomes.dead += 1,
                     }
                 }
                 Ok(None) => self.lost_at_end(&job, &how),
@@ -545,7 +545,7 @@ impl Work<'_> {
                     if !quiet {
                         job.line(&format!("{how}; acked"));
                     }
-                    self.tally.acked += 1;
+                    self.outcomes.acked += 1;
                 }
                 Ok(false) => self.lost_at_end(&job, &how),
                 Err(e) => self.failed_to_settle(&job, e),
@@ -555,7 +555,7 @@ impl Work<'_> {
                     if !quiet {
                         job.line(&format!("{how}; dead-lettered (permanent failure)"));
                     }
-                    self.tally.dead += 1;
+                    self.outcomes.dead += 1;
                 }
                 Ok(false) => self.lost_at_end(&job, &how),
                 Err(e) => self.failed_to_settle(&job, e),
@@ -570,7 +570,7 @@ impl Work<'_> {
                                 released(&to, job.lease.attempt, delay)
                             ));
                         }
-                        self.tally.count(&to);
+                        self.outcomes.count(&to);
                     }
                     Ok(None) => self.lost_at_end(&job, &how),
                     Err(e) => self.failed_to_settle(&job, e),
@@ -585,7 +585,7 @@ impl Work<'_> {
             "{how}; but its lease was lost first, so what becomes of the message is up to its \
              new holder"
         ));
-        self.tally.lost += 1;
+        self.outcomes.lost += 1;
     }
 
     fn failed_to_settle(&mut self, job: &Job, e: anyhow::Error) {
@@ -593,7 +593,7 @@ impl Work<'_> {
             "settle {} attempt {}; it returns when its lease expires",
             job.lease.id, job.lease.attempt
         )));
-        self.tally.unsettled += 1;
+        self.outcomes.unsettled += 1;
         self.broken = true;
     }
 
@@ -654,22 +654,13 @@ impl Work<'_> {
         for job in &self.jobs {
             if !job.lost {
                 let beat = Duration::from_millis(job.next_beat_ms.saturating_sub(now_wall));
-                next = min_sleep(next, Some(beat));
+                next = earliest(next, Some(beat));
             }
             if let (false, Some(at)) = (job.killed, job.kill_at) {
-                next = min_sleep(next, Some(at.saturating_duration_since(now)));
+                next = earliest(next, Some(at.saturating_duration_since(now)));
             }
         }
         next
-    }
-}
-
-/// The shorter of two sleeps, where `None` is no limit.
-fn min_sleep(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
     }
 }
 
@@ -745,9 +736,9 @@ mod tests {
     #[test]
     fn sleeps_take_the_shorter_limit() {
         let s = |ms| Some(Duration::from_millis(ms));
-        assert_eq!(min_sleep(None, None), None);
-        assert_eq!(min_sleep(s(5), None), s(5));
-        assert_eq!(min_sleep(None, s(7)), s(7));
-        assert_eq!(min_sleep(s(9), s(7)), s(7));
+        assert_eq!(earliest::<Duration>(None, None), None);
+        assert_eq!(earliest(s(5), None), s(5));
+        assert_eq!(earliest(None, s(7)), s(7));
+        assert_eq!(earliest(s(9), s(7)), s(7));
     }
 }

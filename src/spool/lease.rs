@@ -17,7 +17,7 @@ pub fn on_release(attempt: u32, max_attempts: u32, now_ms: u64, delay_ms: u64) -
         Release::DeadLetter
     } else {
         Release::Requeue {
-            visible_ms: at(now_ms, delay_ms),
+            visible_ms: deadline(now_ms, delay_ms),
         }
     }
 }
@@ -29,7 +29,7 @@ pub fn may_lease(attempts_so_far: u32, max_attempts: u32) -> bool {
 }
 
 /// The instant `delay_ms` after `now_ms`, held inside what a name can store.
-pub fn at(now_ms: u64, delay_ms: u64) -> u64 {
+pub fn deadline(now_ms: u64, delay_ms: u64) -> u64 {
     now_ms.saturating_add(delay_ms).min(MAX_MS)
 }
 
@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn instants_saturate_at_the_grammar_limit() {
-        assert_eq!(at(MAX_MS - 1, 10), MAX_MS);
-        assert_eq!(at(u64::MAX, u64::MAX), MAX_MS);
+        assert_eq!(deadline(MAX_MS - 1, 10), MAX_MS);
+        assert_eq!(deadline(u64::MAX, u64::MAX), MAX_MS);
     }
 }

@@ -137,7 +137,7 @@ impl<'a> Batch<'a> {
         let ready = Ready {
             id,
             attempts: 0,
-            visible_ms: lease::at(base, delay_ms),
+            visible_ms: lease::deadline(base, delay_ms),
         };
         let name = ready.to_string();
         let tmp_dir = self.spool.fd(Dir::Tmp)?;

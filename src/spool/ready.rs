@@ -136,7 +136,7 @@ impl Spool {
             let leased = Leased {
                 id: r.id.clone(),
                 attempt: r.attempts + 1,
-                expires_ms: lease::at(now, lease_ms),
+                expires_ms: lease::deadline(now, lease_ms),
                 token: super::idgen::random_u64(),
             };
             let to = leased.to_string();

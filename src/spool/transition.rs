@@ -120,7 +120,7 @@ impl Spool {
         let next = Leased {
             id: r.id.clone(),
             attempt: r.attempt,
-            expires_ms: lease::at(now_ms(), lease_ms),
+            expires_ms: lease::deadline(now_ms(), lease_ms),
             token: super::idgen::random_u64(),
         };
         Ok(self

@@ -1,6 +1,8 @@
 //! Text encodings for `--json` output: RFC 3339 timestamps, and base64 and JSON-string bodies
 //! produced piece by piece, so that a payload of any size is encoded in bounded memory.
 
+pub(crate) mod json;
+
 /// Formats microseconds since the Unix epoch as RFC 3339 UTC with millisecond precision.
 pub fn rfc3339_us(us: u64) -> String {
     rfc3339_ms(us / 1000)
