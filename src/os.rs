@@ -1,9 +1,10 @@
-//! The Linux calls std does not wrap, for waiting and for running CMDs: signalfd, inotify,
-//! poll, process-group signals, the umask and the effective user.
+//! The Linux calls std does not wrap, outside the spool's own `*at()` calls: signalfd, inotify,
+//! poll, process-group signals, the umask, the effective user, the host name, the CPU count and
+//! the kernel release.
 //!
-//! This is the one module outside `spool::at` allowed `unsafe`: every block is a single libc
-//! call on values this module owns, and each call's result is checked here.
-#![allow(unsafe_code)]
+//! With `spool::at` (the spool's directory-relative calls), this is one of the two modules
+//! that hold `unsafe`; each function that needs it allows it on its own, and each block says
+//! why it is sound. Every call's result is checked here.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -37,40 +38,51 @@ pub struct Signals {
 }
 
 impl Signals {
+    #[allow(unsafe_code)]
     pub fn block(signals: &[libc::c_int]) -> io::Result<Signals> {
         if signals.contains(&SIGCHLD) {
             // An ignored SIGCHLD, inherited from a parent that set it, makes the kernel reap
             // children itself: their exits would never be seen. Other signals keep what was
             // inherited, so that `nohup` still means what it says.
+            // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context.
             if unsafe { libc::signal(SIGCHLD, libc::SIG_DFL) } == libc::SIG_ERR {
                 return Err(io::Error::last_os_error());
             }
         }
         let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `set` is on this stack and writable for its whole size; sigemptyset fills it
+        // in (checked) before any sigaddset reads it.
         unsafe {
             check(libc::sigemptyset(set.as_mut_ptr()))?;
             for &s in signals {
                 check(libc::sigaddset(set.as_mut_ptr(), s))?;
             }
         }
+        // SAFETY: sigemptyset succeeded above, so every byte of `set` is written.
         let set = unsafe { set.assume_init() };
+        // SAFETY: `set` is initialised and only read; a NULL old set asks for nothing back.
         let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }
+        // SAFETY: fd -1 asks for a new descriptor; `set` is initialised and only read.
         let fd =
             check(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
         Ok(Signals {
+            // SAFETY: `fd` was just returned by signalfd (checked), and nothing else owns it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
 
     /// The signals pending now, in arrival order (each standard signal at most once).
+    #[allow(unsafe_code)]
     pub fn take(&self) -> io::Result<Vec<libc::c_int>> {
         let mut got = Vec::new();
         let size = size_of::<libc::signalfd_siginfo>();
         loop {
             let mut info = std::mem::MaybeUninit::<libc::signalfd_siginfo>::uninit();
+            // SAFETY: `info` is writable for `size` bytes, all that read may write; the fd is
+            // owned by `self` and so open.
             let n = unsafe { libc::read(self.fd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
             if n < 0 {
                 let e = io::Error::last_os_error();
@@ -83,6 +95,7 @@ impl Signals {
             if n as usize != size {
                 return Ok(got);
             }
+            // SAFETY: the read filled all `size` bytes of `info` (checked just above).
             got.push(unsafe { info.assume_init() }.ssi_signo as libc::c_int);
         }
     }
@@ -99,11 +112,15 @@ impl AsFd for Signals {
 /// mask: a CMD that blocked SIGTERM could never be asked to stop. The new session has no
 /// controlling terminal, so a CMD that tries to prompt on one fails at once instead of being
 /// stopped, holding its lease, until someone notices.
+#[allow(unsafe_code)]
 pub fn start_detached(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
-    // Safety: runs between fork and exec, and calls only setsid, sigemptyset and sigprocmask,
-    // all async-signal-safe; it touches no memory of the parent's but its own stack.
     let umask = USER_UMASK.load(Ordering::Relaxed) as libc::mode_t;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: it calls only setsid, umask, sigemptyset and
+    // sigprocmask, allocates nothing (an error is a bare errno), takes no lock, and touches
+    // nothing but its own stack and the `umask` it owns by copy. sigemptyset fills `set`
+    // (checked) before sigprocmask reads it.
     unsafe {
         cmd.pre_exec(move || {
             check(libc::setsid())?;
@@ -121,8 +138,10 @@ pub fn start_detached(cmd: &mut std::process::Command) {
 }
 
 /// The process group of `pid`.
+#[allow(unsafe_code)]
 pub fn process_group(pid: u32) -> io::Result<u32> {
     let pid = id_from(pid, 1, "no such process")?;
+    // SAFETY: getpgid takes a number and touches no memory of ours.
     check(unsafe { libc::getpgid(pid) }).map(|g| g as u32)
 }
 
@@ -135,19 +154,27 @@ pub struct DirWatch {
 }
 
 impl DirWatch {
+    #[allow(unsafe_code)]
     pub fn new(dir: &Path) -> io::Result<DirWatch> {
+        // SAFETY: inotify_init1 takes only flags and touches no memory of ours.
         let fd = check(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
+        // SAFETY: `fd` was just returned by inotify_init1 (checked), and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let c = c_path(dir)?;
         let mask = libc::IN_ATTRIB | libc::IN_ONLYDIR | libc::IN_DONT_FOLLOW;
+        // SAFETY: `c` is a NUL-terminated string that outlives the call, which only reads it;
+        // `fd` is the open inotify descriptor owned here.
         check(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) })?;
         Ok(DirWatch { fd })
     }
 
     /// Reads and discards every pending event: a waiter only needs to know that one came.
+    #[allow(unsafe_code)]
     pub fn drain(&self) {
         let mut buf = [0u8; 4096];
         loop {
+            // SAFETY: `buf` is writable for `buf.len()` bytes, all that read may write; the fd
+            // is owned by `self` and so open.
             let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n > 0 {
                 continue;
@@ -168,6 +195,7 @@ impl AsFd for DirWatch {
 
 /// Waits until one of `fds` is readable or `timeout` passes (`None`: no limit). Returns which
 /// are readable; all `false` after a time-out or an interrupting signal.
+#[allow(unsafe_code)]
 pub fn poll(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
     let mut set: Vec<libc::pollfd> = fds
         .iter()
@@ -181,6 +209,8 @@ pub fn poll(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec
     let ms = timeout.map_or(-1, |t| {
         t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int
     });
+    // SAFETY: `set` holds exactly `set.len()` initialised entries, writable (poll fills in
+    // `revents`) and alive through the call; each fd is borrowed, so open until we return.
     let rc = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, ms) };
     if rc < 0 {
         let e = io::Error::last_os_error();
@@ -193,12 +223,16 @@ pub fn poll(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec
 
 /// Whether the child `pid` has exited, without reaping it: until it is reaped its pid, and so
 /// its process group id, cannot be reused, and the rest of its group can still be signalled.
+#[allow(unsafe_code)]
 pub fn has_exited(pid: u32) -> io::Result<bool> {
     let pid = libc::id_t::from(pid);
     let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
     let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: `info` is writable for a whole siginfo_t, all that waitid may write.
     check(unsafe { libc::waitid(libc::P_PID, pid, info.as_mut_ptr(), flags) })?;
     // With WNOHANG, si_pid stays 0 while the child runs (the struct was zeroed).
+    // SAFETY: an all-zero siginfo_t (plain integers) is valid, and waitid either left it so or
+    // filled it in for a child's exit, whose si_pid is the field `si_pid()` reads.
     Ok(unsafe { info.assume_init().si_pid() } != 0)
 }
 
@@ -223,7 +257,9 @@ fn id_from(id: u32, min: libc::pid_t, what: &str) -> io::Result<libc::pid_t> {
 }
 
 /// kill(2) of `target` (a pid, or minus a group id), where ESRCH means done already.
+#[allow(unsafe_code)]
 fn send(target: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes two numbers and touches no memory of ours.
     match check(unsafe { libc::kill(target, signal) }) {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
         r => r.map(|_| ()),
@@ -236,46 +272,52 @@ static USER_UMASK: AtomicU32 = AtomicU32::new(0o022);
 /// Sets the umask to 077 for the whole process, so that everything qspool creates in a spool
 /// has its exact mode (0600 files, 0700 directories) at creation, with no later chmod, whatever
 /// umask the user has: no file is ever briefly more open than it should be.
+#[allow(unsafe_code)]
 pub fn restrict_umask() {
-    // SAFETY: umask cannot fail.
+    // SAFETY: umask takes a number, touches no memory of ours and cannot fail.
     let old = unsafe { libc::umask(0o077) };
     USER_UMASK.store(old as u32, Ordering::Relaxed);
 }
 
 /// How many CPUs this process may run on (`sched_getaffinity`), at least 1. Unlike std's
 /// `available_parallelism`, it reads no file: a command inside a spool touches nothing else.
+#[allow(unsafe_code)]
 pub fn cpus() -> usize {
-    // SAFETY: an all-zero cpu_set_t is a valid empty set to be filled in.
+    // SAFETY: cpu_set_t is an array of integers: all zeros is a valid, empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: the set is writable for its whole size.
+    // SAFETY: `set` is writable for the size passed, all that the kernel may write.
     let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
         return 1;
     }
-    // SAFETY: the set was filled in by the kernel.
+    // SAFETY: CPU_COUNT only reads the set it is lent, which is initialised (zeroed, then
+    // filled in by the kernel).
     (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
 }
 
 /// The effective user id, asked once: the trust check of every state directory needs it, and
 /// qspool never changes it.
+#[allow(unsafe_code)]
 pub fn euid() -> u32 {
     static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    // SAFETY: geteuid cannot fail.
+    // SAFETY: geteuid takes nothing, touches no memory of ours and cannot fail.
     *EUID.get_or_init(|| unsafe { libc::geteuid() })
 }
 
 /// Whether `syncfs(2)` reports writeback errors (Linux 5.8 and later). Before that it returned
 /// 0 even when a file's data could not be written, so it cannot stand for their fsyncs.
+#[allow(unsafe_code)]
 pub fn syncfs_reports_errors() -> bool {
     static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ANSWER.get_or_init(|| {
-        // SAFETY: an all-zero utsname is a valid buffer for uname to fill in.
+        // SAFETY: utsname is arrays of c_char: all zeros is a valid value for uname to fill in.
         let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-        // SAFETY: the buffer is writable; uname NUL-terminates each field.
+        // SAFETY: `u` is writable for its whole size, all that uname writes.
         if unsafe { libc::uname(&mut u) } != 0 {
             return false;
         }
-        // SAFETY: filled in and NUL-terminated by uname.
+        // SAFETY: uname succeeded, so `release` holds a NUL-terminated string within its
+        // array; `u` outlives the borrowed `release`, which is copied out below.
         let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) };
         release_at_least(&release.to_string_lossy(), (5, 8))
     })
@@ -293,11 +335,28 @@ fn release_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
     }
 }
 
+/// This host's name (gethostname), empty if it cannot be had: it only tells hosts apart in ids.
+#[allow(unsafe_code)]
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for `buf.len()` bytes, and gethostname writes at most that many.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    // A name that filled the buffer may lack its NUL: then it is the whole buffer.
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 /// Clears O_NONBLOCK, which messages are opened with (so that a FIFO planted in the spool
 /// cannot block the open): a CMD reading its standard input must see an ordinary file.
+#[allow(unsafe_code)]
 pub fn set_blocking(file: &File) -> io::Result<()> {
     let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL takes no pointer; `fd` is borrowed from `file`, so open for the call.
     let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: F_SETFL takes an integer argument; `fd` is open, as above.
     check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) }).map(|_| ())
 }
 
@@ -345,6 +404,41 @@ mod tests {
         assert!(!release_at_least("4.19.0", (5, 8)));
         assert!(!release_at_least("", (5, 8)));
         assert!(!release_at_least("garbage", (5, 8)));
+    }
+
+    /// `unsafe_code` is denied crate-wide, so every `unsafe` needs an allow: where the allows
+    /// are is where the unsafe code is. Clippy's `undocumented_unsafe_blocks` checks the
+    /// `SAFETY:` comments.
+    #[test]
+    fn unsafe_is_allowed_only_here_and_in_spool_at_and_per_function() {
+        let allow = concat!("allow(", "unsafe_code)");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut holders = Vec::new();
+        let mut todo = vec![src.clone()];
+        while let Some(dir) = todo.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                let rel = path
+                    .strip_prefix(&src)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                assert!(
+                    !text.contains(&format!("#![{allow}]")),
+                    "{rel}: a module-wide allow"
+                );
+                if text.contains(allow) {
+                    holders.push(rel);
+                }
+            }
+        }
+        holders.sort();
+        assert_eq!(holders, ["os.rs", "spool/at.rs"]);
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! Directory-relative system calls: every access inside a spool names a directory descriptor
-//! and one plain name, never a joined path, so no entry swapped for a link can redirect it.
+//! Directory-relative system calls: every open, stat, rename and removal inside a spool names
+//! a directory descriptor and one plain name, never a joined path, so no entry swapped for a
+//! link can redirect it.
 //!
-//! std has no `*at()` calls, so these are thin wrappers over `libc` (already a dependency for
-//! `renameat2`); each checks its result and owns any descriptor it returns.
+//! std has no `*at()` calls, so these are thin wrappers over `libc`; each checks its result and
+//! owns any descriptor it returns. With `crate::os`, this is one of the two modules that hold
+//! `unsafe`: each function that needs it allows it on its own, and each block says why it is
+//! sound.
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
@@ -85,10 +88,10 @@ impl Stat {
     }
 }
 
-/// The kind of a directory entry as `readdir` reported it; `Unknown` on filesystems that do
-/// not say, where the caller must `stat_at` to know.
+/// The type of a directory entry as `getdents64` reported it (`d_type`); `Unknown` on
+/// filesystems that do not say, where the caller must `stat` to know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum EntryType {
     Dir,
     File,
     Other,
@@ -107,15 +110,18 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// `openat(dir, name, flags | O_CLOEXEC | O_NOFOLLOW, mode)`. `dir` `None` is the working
-/// directory, for the spool root only, which the user named.
+/// `openat(dir, name, flags | O_CLOEXEC, mode)`. Only O_CLOEXEC is added: O_NOFOLLOW is the
+/// caller's to pass, as every caller inside a spool does; the spool root alone is opened
+/// without it, because the user named it, links included. `dir` `None` is the working
+/// directory, for that root only.
 #[allow(unsafe_code)]
 pub fn open(dir: Option<&File>, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<File> {
     let at = dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
     let flags = flags | libc::O_CLOEXEC;
-    // SAFETY: `name` is NUL-terminated; the fd is checked before it is owned.
+    // SAFETY: `name` is a NUL-terminated string borrowed for the call, which only reads it;
+    // `at` is AT_FDCWD or the descriptor of `dir`, borrowed and so open until we return.
     let fd = check(unsafe { libc::openat(at, name.as_ptr(), flags, mode as libc::c_uint) })?;
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    // SAFETY: `fd` was just returned by openat (checked), and nothing else owns it.
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
@@ -138,9 +144,10 @@ pub fn stat(dir: &File, name: &str) -> io::Result<Stat> {
 /// `stat` for a name that may not be UTF-8.
 #[allow(unsafe_code)]
 pub fn stat_c(dir: &File, c: &CStr) -> io::Result<Stat> {
-    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    // SAFETY: `libc::stat` is plain integers: all zeros is a valid value to be overwritten.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` is writable.
+    // SAFETY: `c` is a NUL-terminated string borrowed for the call, which only reads it; `st`
+    // is writable for a whole `stat`, all fstatat writes; `dir` is borrowed, so open.
     check(unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
@@ -155,9 +162,10 @@ pub fn stat_c(dir: &File, c: &CStr) -> io::Result<Stat> {
 /// `fstat` of an open file or directory.
 #[allow(unsafe_code)]
 pub fn fstat(file: &File) -> io::Result<Stat> {
-    // SAFETY: as in `stat`.
+    // SAFETY: `libc::stat` is plain integers: all zeros is a valid value to be overwritten.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: the fd is open and `st` is writable.
+    // SAFETY: `st` is writable for a whole `stat`, all fstat writes; `file` is borrowed, so its
+    // descriptor is open.
     check(unsafe { libc::fstat(file.as_raw_fd(), &mut st) })?;
     Ok(Stat::of(&st))
 }
@@ -167,7 +175,8 @@ pub fn fstat(file: &File) -> io::Result<Stat> {
 #[allow(unsafe_code)]
 pub fn mkdir(dir: &File, name: &str, mode: u32) -> io::Result<()> {
     let c = c_name(name)?;
-    // SAFETY: `c` is NUL-terminated and `dir` an open directory.
+    // SAFETY: `c` is a NUL-terminated string that outlives the call, which only reads it;
+    // `dir` is borrowed, so its descriptor is open.
     check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) }).map(|_| ())
 }
 
@@ -175,7 +184,8 @@ pub fn mkdir(dir: &File, name: &str, mode: u32) -> io::Result<()> {
 #[allow(unsafe_code)]
 pub fn unlink(dir: &File, name: &str) -> io::Result<()> {
     let c = c_name(name)?;
-    // SAFETY: as in `mkdir`.
+    // SAFETY: `c` is a NUL-terminated string that outlives the call, which only reads it;
+    // `dir` is borrowed, so its descriptor is open.
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }).map(|_| ())
 }
 
@@ -183,7 +193,8 @@ pub fn unlink(dir: &File, name: &str) -> io::Result<()> {
 #[allow(unsafe_code)]
 pub fn rmdir(dir: &File, name: &str) -> io::Result<()> {
     let c = c_name(name)?;
-    // SAFETY: as in `mkdir`.
+    // SAFETY: `c` is a NUL-terminated string that outlives the call, which only reads it;
+    // `dir` is borrowed, so its descriptor is open.
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) }).map(|_| ())
 }
 
@@ -198,7 +209,8 @@ pub fn rename_noreplace(from_dir: &File, from: &str, to_dir: &File, to: &str) ->
 #[allow(unsafe_code)]
 pub fn rename_noreplace_c(from_dir: &File, s: &CStr, to_dir: &File, d: &CStr) -> io::Result<()> {
     let (fd_s, fd_d) = (from_dir.as_raw_fd(), to_dir.as_raw_fd());
-    // SAFETY: both strings are NUL-terminated; the fds are open.
+    // SAFETY: both names are NUL-terminated strings borrowed for the call, which only reads
+    // them; both directories are borrowed, so their descriptors are open.
     let rc = unsafe { libc::renameat2(fd_s, s.as_ptr(), fd_d, d.as_ptr(), libc::RENAME_NOREPLACE) };
     if rc == 0 {
         return Ok(());
@@ -206,7 +218,7 @@ pub fn rename_noreplace_c(from_dir: &File, s: &CStr, to_dir: &File, d: &CStr) ->
     let err = io::Error::last_os_error();
     match err.raw_os_error() {
         Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            // SAFETY: as above.
+            // SAFETY: the same names and descriptors as the renameat2 above, still borrowed.
             check(unsafe { libc::renameat(fd_s, s.as_ptr(), fd_d, d.as_ptr()) }).map(|_| ())
         }
         _ => Err(err),
@@ -218,7 +230,8 @@ pub fn rename_noreplace_c(from_dir: &File, s: &CStr, to_dir: &File, d: &CStr) ->
 pub fn rename_replace(dir: &File, from: &str, to: &str) -> io::Result<()> {
     let (s, d) = (c_name(from)?, c_name(to)?);
     let fd = dir.as_raw_fd();
-    // SAFETY: both strings are NUL-terminated; the fd is open.
+    // SAFETY: `s` and `d` are NUL-terminated strings that outlive the call, which only reads
+    // them; `dir` is borrowed, so its descriptor is open.
     check(unsafe { libc::renameat(fd, s.as_ptr(), fd, d.as_ptr()) }).map(|_| ())
 }
 
@@ -227,14 +240,15 @@ pub fn rename_replace(dir: &File, from: &str, to: &str) -> io::Result<()> {
 /// since `file` was opened, so one call stands for the fsyncs of many files.
 #[allow(unsafe_code)]
 pub fn syncfs(file: &File) -> io::Result<()> {
-    // SAFETY: the fd is open.
+    // SAFETY: syncfs takes only a descriptor, open because `file` is borrowed.
     check(unsafe { libc::syncfs(file.as_raw_fd()) }).map(|_| ())
 }
 
 /// Sets a file's or directory's times to now (`futimens` with NULL): write permission suffices.
 #[allow(unsafe_code)]
 pub fn touch(file: &File) -> io::Result<()> {
-    // SAFETY: a NULL `times` means "now"; the fd is open.
+    // SAFETY: a NULL `times` means "now", so no memory of ours is read; `file` is borrowed, so
+    // its descriptor is open.
     check(unsafe { libc::futimens(file.as_raw_fd(), std::ptr::null()) }).map(|_| ())
 }
 
@@ -243,7 +257,7 @@ pub fn touch(file: &File) -> io::Result<()> {
 /// reads `dir`'s own descriptor from its start (`getdents64`, no extra open), so a descriptor
 /// must not be listed by two threads at once; it stays usable for `*at` calls meanwhile. A
 /// directory removed since it was opened lists as empty.
-pub fn for_each(dir: &File, mut f: impl FnMut(Option<&str>, Kind)) -> io::Result<()> {
+pub fn for_each(dir: &File, mut f: impl FnMut(Option<&str>, EntryType)) -> io::Result<()> {
     for_each_raw(dir, |name, kind| match std::str::from_utf8(name) {
         Ok(n) => f(Some(n), kind),
         Err(_) => f(None, kind),
@@ -252,15 +266,17 @@ pub fn for_each(dir: &File, mut f: impl FnMut(Option<&str>, Kind)) -> io::Result
 
 /// `for_each` with every name as its bytes, UTF-8 or not.
 #[allow(unsafe_code)]
-pub fn for_each_raw(dir: &File, mut f: impl FnMut(&[u8], Kind)) -> io::Result<()> {
+pub fn for_each_raw(dir: &File, mut f: impl FnMut(&[u8], EntryType)) -> io::Result<()> {
     let fd = dir.as_raw_fd();
-    // SAFETY: a plain lseek on an open descriptor.
+    // SAFETY: lseek takes only numbers; `dir` is borrowed, so its descriptor is open.
     if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } < 0 {
         return Err(io::Error::last_os_error());
     }
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        // SAFETY: the buffer is writable for its length; the kernel writes whole records.
+        // SAFETY: `buf` is writable for `buf.len()` bytes, all getdents64 may write, and lives
+        // through the call; `fd` is open, as above. The records are then read by safe,
+        // bounds-checked indexing.
         let n = unsafe {
             libc::syscall(
                 libc::SYS_getdents64,
@@ -290,10 +306,10 @@ pub fn for_each_raw(dir: &File, mut f: impl FnMut(&[u8], Kind)) -> io::Result<()
             let rec = &buf[off..n as usize];
             let reclen = u16::from_ne_bytes([rec[16], rec[17]]) as usize;
             let kind = match rec[18] {
-                libc::DT_DIR => Kind::Dir,
-                libc::DT_REG => Kind::File,
-                libc::DT_UNKNOWN => Kind::Unknown,
-                _ => Kind::Other,
+                libc::DT_DIR => EntryType::Dir,
+                libc::DT_REG => EntryType::File,
+                libc::DT_UNKNOWN => EntryType::Unknown,
+                _ => EntryType::Other,
             };
             let name = &rec[19..reclen.min(rec.len())];
             let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];

@@ -1,4 +1,11 @@
-//! Durable, link-refusing file I/O: the only place that creates, opens, renames or fsyncs.
+//! Link-refusing file helpers that the spool's operations share: making the root, creating a
+//! fresh file, opening or removing only a plain message file, and renaming into a bucket made
+//! level by level (whose new levels it fsyncs when asked).
+//!
+//! Not the only place that creates, renames or fsyncs: the state directories and `corrupt/`
+//! are made elsewhere; the moves that do not enter `new/` (lease, dead-letter, ack, bury,
+//! extend, quarantine) and the settings file's replacement call `at` directly; a push's commit,
+//! spool creation, the settings file and `fsck` do their own fsyncs.
 
 use super::at::{self, Stat};
 use std::fs::{self, File};

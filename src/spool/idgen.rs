@@ -23,7 +23,7 @@ impl IdGen {
     pub fn new() -> IdGen {
         IdGen {
             pid: std::process::id(),
-            host: host_tag(&hostname()),
+            host: host_tag(&crate::os::hostname()),
             counter: 0,
             last_us: 0,
         }
@@ -53,18 +53,6 @@ pub fn random_u64() -> u64 {
     // Each RandomState is seeded from the OS once per thread and differs on every call, and
     // two processes never share a seed: no process id is needed (and none is asked for).
     RandomState::new().hash_one(nanos)
-}
-
-#[allow(unsafe_code)]
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length, and gethostname writes at most that much.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 #[cfg(test)]
