@@ -3,6 +3,7 @@
 
 use crate::os::{self, DirWatch};
 use crate::spool::Spool;
+pub use crate::spool::lease::earliest;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -69,15 +70,5 @@ impl Waiter {
         os::poll(&fds, Some(t))?;
         self.drain();
         Ok(true)
-    }
-}
-
-/// The earlier of two optional instants (or the shorter of two optional waits); `None` is no
-/// limit, so it loses to any value.
-pub fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
     }
 }

@@ -443,7 +443,7 @@ impl Work<'_> {
                 job.signal(os::SIGTERM);
             }
             job.termed = true;
-            job.kill_at = Some(job.kill_at.map_or(at, |k| k.min(at)));
+            job.kill_at = earliest(job.kill_at, Some(at));
         }
     }
 
@@ -624,7 +624,7 @@ impl Work<'_> {
                         job.signal(os::SIGTERM);
                     }
                     let at = Instant::now() + lost_grace;
-                    job.kill_at = Some(job.kill_at.map_or(at, |k| k.min(at)));
+                    job.kill_at = earliest(job.kill_at, Some(at));
                 }
                 Err(e) => {
                     // The lease still has two heartbeats' worth of time: try again then.

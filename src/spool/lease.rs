@@ -57,6 +57,16 @@ pub fn heartbeat(lease_ms: u64) -> u64 {
     (lease_ms / 3).max(1)
 }
 
+/// The earlier of two optional instants (or the shorter of two optional waits); `None` is no
+/// limit, so it loses to any value.
+pub fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

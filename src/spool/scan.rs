@@ -52,12 +52,12 @@ impl Counts {
             State::Done | State::Dead => m.named_ms().saturating_mul(1000),
             _ => t,
         };
-        c.oldest_us[i] = Some(c.oldest_us[i].map_or(since, |o| o.min(since)));
+        c.oldest_us[i] = lease::earliest(c.oldest_us[i], Some(since));
         c.by_age[i][age_bucket(now.saturating_sub(t / 1000))] += 1;
         match m.state {
             State::Ready => {
                 c.ready += 1;
-                c.oldest_ready_us = Some(c.oldest_ready_us.map_or(t, |o| o.min(t)));
+                c.oldest_ready_us = lease::earliest(c.oldest_ready_us, Some(t));
             }
             State::Delayed => c.delayed += 1,
             State::Leased => {
@@ -78,10 +78,6 @@ impl Counts {
 
     /// Adds the counts of another part of the same scan.
     pub fn merge(&mut self, o: Counts) {
-        let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        };
         self.ready += o.ready;
         self.delayed += o.delayed;
         self.leased += o.leased;
@@ -89,13 +85,13 @@ impl Counts {
         self.done += o.done;
         self.dead += o.dead;
         self.foreign += o.foreign;
-        self.oldest_ready_us = min(self.oldest_ready_us, o.oldest_ready_us);
+        self.oldest_ready_us = lease::earliest(self.oldest_ready_us, o.oldest_ready_us);
         for i in 0..6 {
             for (a, b) in self.by_age[i].iter_mut().zip(o.by_age[i]) {
                 *a += b;
             }
             self.bytes[i] = self.bytes[i].saturating_add(o.bytes[i]);
-            self.oldest_us[i] = min(self.oldest_us[i], o.oldest_us[i]);
+            self.oldest_us[i] = lease::earliest(self.oldest_us[i], o.oldest_us[i]);
         }
         self.soonest.extend(o.soonest);
         self.soonest.sort();

@@ -171,10 +171,7 @@ impl Spool {
                 continue;
             }
             if !lease::is_expired(r.expires_ms, now) {
-                done.next_expiry_ms = Some(
-                    done.next_expiry_ms
-                        .map_or(r.expires_ms, |t| t.min(r.expires_ms)),
-                );
+                done.next_expiry_ms = lease::earliest(done.next_expiry_ms, Some(r.expires_ms));
                 continue;
             }
             // A foreign file under a lease-shaped name is reported by `stats`, never moved.
