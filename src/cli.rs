@@ -1,7 +1,9 @@
 //! The command line: this clap definition is also the help text, the man pages and completions.
 
 use crate::duration;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::spool::scan::State;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -276,8 +278,8 @@ pub struct StatsArgs {
   qspool list leased expired")]
 pub struct ListArgs {
     /// Only messages in these states [default: all but done]
-    #[arg(value_name = "STATE", value_enum)]
-    pub states: Vec<StateArg>,
+    #[arg(value_name = "STATE", value_parser = state_parser())]
+    pub states: Vec<State>,
 
     /// Include done (acked) messages too
     #[arg(long, conflicts_with = "states")]
@@ -293,15 +295,10 @@ pub struct ListArgs {
     pub limit: Option<usize>,
 }
 
-/// A message state, as `list` takes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StateArg {
-    Ready,
-    Delayed,
-    Leased,
-    Expired,
-    Done,
-    Dead,
+/// A message state, as `list` takes it: by the names the spool gives its states.
+fn state_parser() -> impl TypedValueParser<Value = State> {
+    PossibleValuesParser::new(State::ALL.map(State::name))
+        .try_map(|s: String| State::from_name(&s).ok_or("not a state"))
 }
 
 /// Check a spool against its format, and with --repair, set aside what does not belong.

@@ -1,6 +1,6 @@
 //! `qspool list`: the messages of a spool, one line each, without reading a payload (mailq).
 
-use crate::cli::{ListArgs, StateArg};
+use crate::cli::ListArgs;
 use crate::duration::format_ms;
 use crate::encode::{rfc3339_ms, rfc3339_us};
 use crate::exit::Code;
@@ -34,7 +34,7 @@ struct Line<'a> {
 
 pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
     let wanted: Vec<State> = if !args.states.is_empty() {
-        args.states.iter().map(|s| state_of(*s)).collect()
+        args.states.clone()
     } else if args.all {
         State::ALL.to_vec()
     } else {
@@ -72,17 +72,6 @@ pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
     }
     out.flush().context("write to standard output")?;
     Ok(Code::Ok)
-}
-
-fn state_of(s: StateArg) -> State {
-    match s {
-        StateArg::Ready => State::Ready,
-        StateArg::Delayed => State::Delayed,
-        StateArg::Leased => State::Leased,
-        StateArg::Expired => State::Expired,
-        StateArg::Done => State::Done,
-        StateArg::Dead => State::Dead,
-    }
 }
 
 fn json_line(m: &Seen) -> Line<'_> {

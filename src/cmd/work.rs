@@ -10,7 +10,7 @@ use crate::exit::{Code, report, say};
 use crate::os::{self, Signals};
 use crate::spool::name::Leased;
 use crate::spool::ready::{Lease, Take};
-use crate::spool::transition::Released;
+use crate::spool::transition::{NotDurable, Released};
 use crate::spool::{Spool, durable, lease, now_ms, uses};
 use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result, anyhow};
@@ -540,26 +540,15 @@ impl Work<'_> {
         }
         let quiet = self.args.quiet;
         match status.code() {
-            Some(0) => match self.spool.ack(&job.lease) {
-                Ok(true) => {
-                    if !quiet {
-                        job.line(&format!("{how}; acked"));
-                    }
-                    self.outcomes.acked += 1;
-                }
-                Ok(false) => self.lost_at_end(&job, &how),
-                Err(e) => self.failed_to_settle(&job, e),
-            },
-            Some(PERMANENT_FAILURE) => match self.spool.bury(&job.lease) {
-                Ok(true) => {
-                    if !quiet {
-                        job.line(&format!("{how}; dead-lettered (permanent failure)"));
-                    }
-                    self.outcomes.dead += 1;
-                }
-                Ok(false) => self.lost_at_end(&job, &how),
-                Err(e) => self.failed_to_settle(&job, e),
-            },
+            Some(0) => {
+                let ended = self.spool.ack(&job.lease);
+                self.ended(&job, &how, ended, "acked", |o| &mut o.acked);
+            }
+            Some(PERMANENT_FAILURE) => {
+                let ended = self.spool.bury(&job.lease);
+                let what = "dead-lettered (permanent failure)";
+                self.ended(&job, &how, ended, what, |o| &mut o.dead);
+            }
             _ => {
                 let delay = self.backoff(&job.lease);
                 match self.spool.release(&job.lease, delay) {
@@ -580,6 +569,27 @@ impl Work<'_> {
     }
 
     /// The lease was gone when CMD's answer came: the message is someone else's now.
+    /// What an ack or a bury at the end of a run did: counted in `count`, said as `what`.
+    fn ended(
+        &mut self,
+        job: &Job,
+        how: &str,
+        ended: Result<bool>,
+        what: &str,
+        count: fn(&mut Outcomes) -> &mut u64,
+    ) {
+        match ended {
+            Ok(true) => {
+                if !self.args.quiet {
+                    job.line(&format!("{how}; {what}"));
+                }
+                *count(&mut self.outcomes) += 1;
+            }
+            Ok(false) => self.lost_at_end(job, how),
+            Err(e) => self.failed_to_settle(job, e),
+        }
+    }
+
     fn lost_at_end(&mut self, job: &Job, how: &str) {
         job.line(&format!(
             "{how}; but its lease was lost first, so what becomes of the message is up to its \
@@ -589,8 +599,13 @@ impl Work<'_> {
     }
 
     fn failed_to_settle(&mut self, job: &Job, e: anyhow::Error) {
+        let then = if e.downcast_ref::<NotDurable>().is_some() {
+            "it is back in the queue, but a crash could still undo that"
+        } else {
+            "it returns when its lease expires"
+        };
         report(&e.context(format!(
-            "settle {} attempt {}; it returns when its lease expires",
+            "settle {} attempt {}; {then}",
             job.lease.id, job.lease.attempt
         )));
         self.outcomes.unsettled += 1;

@@ -121,12 +121,11 @@ pub struct Ended {
 
 impl Ready {
     pub fn parse(s: &str) -> Parsed<Ready> {
-        let (id, rest) = split_id(s)?;
-        let [a, v] = fields(rest, [b'a', b'v'])?;
+        let (id, attempts, visible_ms) = counted_at(s, b'v')?;
         Ok(Ready {
             id,
-            attempts: count(a)?,
-            visible_ms: ms(v)?,
+            attempts,
+            visible_ms,
         })
     }
 
@@ -158,14 +157,21 @@ impl Leased {
 
 impl Ended {
     pub fn parse(s: &str) -> Parsed<Ended> {
-        let (id, rest) = split_id(s)?;
-        let [a, f] = fields(rest, [b'a', b'f'])?;
+        let (id, attempts, at_ms) = counted_at(s, b'f')?;
         Ok(Ended {
             id,
-            attempts: count(a)?,
-            at_ms: ms(f)?,
+            attempts,
+            at_ms,
         })
     }
+}
+
+/// The id, attempt count and time of a name of two fields, `,a<count>,<tag><ms>`: the shape of
+/// ready names (`v`) and ended names (`f`).
+fn counted_at(s: &str, time_tag: u8) -> Parsed<(Id, u32, u64)> {
+    let (id, rest) = split_id(s)?;
+    let [a, t] = fields(rest, [b'a', time_tag])?;
+    Ok((id, count(a)?, ms(t)?))
 }
 
 impl fmt::Display for Ready {

@@ -8,7 +8,7 @@
 use super::durable::{self, is_missing};
 use super::lease;
 use super::name::{BUCKET_SPANS, Ended, Leased, Ready};
-use super::walk::{self, Node, NotBucket, Visit};
+use super::walk::{self, Listed, Node, NotBucket, Visit};
 use super::{Dir, Spool, at};
 use anyhow::{Context, Result};
 use std::ffi::OsStr;
@@ -180,11 +180,11 @@ struct Pop<'s, 'v> {
 impl Visit for Pop<'_, '_> {
     type Stop = Step;
 
-    fn bucket(&mut self, _: &Node<'_>, _: &str, start: u64) -> ControlFlow<Step, bool> {
-        if lease::is_visible(start, self.want.now) {
+    fn bucket(&mut self, b: &Listed<'_>) -> ControlFlow<Step, bool> {
+        if lease::is_visible(b.start, self.want.now) {
             ControlFlow::Continue(true)
         } else {
-            ControlFlow::Break(Step::Future(start))
+            ControlFlow::Break(Step::Future(b.start))
         }
     }
 

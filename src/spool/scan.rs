@@ -4,7 +4,7 @@
 use super::durable::is_plain;
 use super::lease;
 use super::name::{Ended, Id, Leased, Ready};
-use super::walk::{self, Node, NotBucket, Visit};
+use super::walk::{self, Listed, Node, NotBucket, Visit};
 use super::{Dir, Spool};
 use anyhow::Result;
 use std::ffi::OsStr;
@@ -147,6 +147,11 @@ impl State {
         State::Dead,
     ];
 
+    /// The state named `name` (as `name` gives it).
+    pub fn from_name(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             State::Ready => "ready",
@@ -275,20 +280,15 @@ struct Scanner<'f, 'j> {
 impl Visit for Scanner<'_, '_> {
     type Stop = std::convert::Infallible;
 
-    fn bucket(
-        &mut self,
-        parent: &Node<'_>,
-        name: &str,
-        start: u64,
-    ) -> ControlFlow<Self::Stop, bool> {
+    fn bucket(&mut self, b: &Listed<'_>) -> ControlFlow<Self::Stop, bool> {
         let Some(jobs) = self.jobs.as_deref_mut() else {
             return ControlFlow::Continue(true);
         };
-        match parent.parent {
-            Some((_, first)) if parent.level == 1 => {
+        match b.parent.parent {
+            Some((_, first)) if b.parent.level == 1 => {
                 jobs.push(Job::Second {
-                    parts: [first.to_owned(), name.to_owned()],
-                    base: start,
+                    parts: [first.to_owned(), b.name.to_owned()],
+                    base: b.start,
                 });
                 ControlFlow::Continue(false)
             }

@@ -33,6 +33,14 @@ impl Node<'_> {
     }
 }
 
+/// A bucket as its parent's listing names it.
+pub struct Listed<'a> {
+    pub parent: &'a Node<'a>,
+    pub name: &'a str,
+    /// The first millisecond it spans.
+    pub start: u64,
+}
+
 /// Why an entry at a bucket level is not a bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotBucket {
@@ -47,14 +55,9 @@ pub trait Visit {
     /// What ends a walk early.
     type Stop;
 
-    /// A bucket named `name` in `parent`, whose span starts at `start`, before it is opened:
-    /// `Continue(true)` descends into it, `Continue(false)` passes it by.
-    fn bucket(
-        &mut self,
-        _parent: &Node<'_>,
-        _name: &str,
-        _start: u64,
-    ) -> ControlFlow<Self::Stop, bool> {
+    /// A bucket before it is opened: `Continue(true)` descends into it, `Continue(false)`
+    /// passes it by.
+    fn bucket(&mut self, _: &Listed<'_>) -> ControlFlow<Self::Stop, bool> {
         ControlFlow::Continue(true)
     }
 
@@ -91,7 +94,12 @@ pub fn walk<V: Visit>(node: &Node<'_>, v: &mut V) -> Result<ControlFlow<V::Stop>
             continue;
         };
         let start = node.base + value * BUCKET_SPANS[node.level];
-        match v.bucket(node, name, start) {
+        let listed = Listed {
+            parent: node,
+            name,
+            start,
+        };
+        match v.bucket(&listed) {
             ControlFlow::Break(b) => return Ok(ControlFlow::Break(b)),
             ControlFlow::Continue(false) => continue,
             ControlFlow::Continue(true) => {}
