@@ -6,7 +6,9 @@ pub mod duration;
 mod encode;
 pub mod exit;
 mod os;
+mod output;
 pub mod spool;
+pub mod usage;
 mod wait;
 
 use anyhow::{Result, bail};
@@ -19,7 +21,7 @@ pub fn run(cli: Cli) -> Code {
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            exit::report(&err);
+            output::report(&err);
             exit::code_of(&err)
         }
     }

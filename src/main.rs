@@ -13,6 +13,6 @@ fn main() -> std::process::ExitCode {
     std::mem::forget(command);
     match parsed {
         Ok(cli) => qspool::run(cli).into(),
-        Err(err) => qspool::exit::parse_failure(&err).into(),
+        Err(err) => qspool::usage::parse_failure(&err).into(),
     }
 }

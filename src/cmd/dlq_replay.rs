@@ -2,7 +2,7 @@
 
 use super::parse_ids;
 use crate::cli::DlqReplayArgs;
-use crate::exit::{Code, NotFound, Tally};
+use crate::exit::{Code, Tally, not_found};
 use crate::spool::name::Ended;
 use crate::spool::scan::Named;
 use crate::spool::transition::NotDurable;
@@ -27,7 +27,7 @@ pub fn run(root: &Path, args: &DlqReplayArgs) -> Result<Code> {
         .collect();
     let limit = args.limit.unwrap_or(usize::MAX);
     let mut tally = Tally::default();
-    let mut out = crate::exit::stdout()?;
+    let mut out = crate::output::stdout()?;
     let mut replay = |e: &Ended, tally: &mut Tally| -> Result<()> {
         match spool.replay(e) {
             Ok(true) => writeln!(out, "{}", e.id)
@@ -66,9 +66,8 @@ pub fn run(root: &Path, args: &DlqReplayArgs) -> Result<Code> {
 }
 
 fn not_dead(id: &str, dead_dir: &Path) -> anyhow::Error {
-    NotFound(format!(
+    not_found(format!(
         "{}: no dead message with id {id}",
         dead_dir.display()
     ))
-    .into()
 }

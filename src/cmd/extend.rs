@@ -14,7 +14,7 @@ pub fn run(root: &Path, args: &ExtendArgs) -> Result<Code> {
     let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
     match spool.extend(&r, lease_ms)? {
         Some(next) => {
-            let mut out = crate::exit::stdout()?;
+            let mut out = crate::output::stdout()?;
             writeln!(out, "{next}")
                 .and_then(|()| out.flush())
                 .with_context(|| format!("write new receipt {next} to standard output"))?;

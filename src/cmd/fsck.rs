@@ -2,7 +2,8 @@
 //! did about it.
 
 use crate::cli::FsckArgs;
-use crate::exit::{Code, say};
+use crate::exit::Code;
+use crate::output::say;
 use crate::spool::check::Finding;
 use crate::spool::{Spool, now_ms};
 use anyhow::{Context, Result};
@@ -57,7 +58,7 @@ pub fn run(root: &Path, args: &FsckArgs) -> Result<Code> {
     } else {
         human(findings, args.repair, repaired, remaining)
     };
-    let mut out = crate::exit::stdout()?;
+    let mut out = crate::output::stdout()?;
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("write to standard output")?;

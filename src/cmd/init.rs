@@ -1,7 +1,8 @@
 //! `qspool init`: create a spool and store its defaults.
 
 use crate::cli::InitArgs;
-use crate::exit::{self, Code};
+use crate::exit::Code;
+use crate::output;
 use crate::spool::Spool;
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -25,9 +26,9 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<Code> {
         spool.store_config(&cfg)?;
     }
     if let Some(why) = refused {
-        exit::say(&format!("{why:#}; replaced with {}", cfg.describe()));
+        output::say(&format!("{why:#}; replaced with {}", cfg.describe()));
     }
-    let mut out = exit::stdout()?;
+    let mut out = output::stdout()?;
     writeln!(out, "{}: {}", spool.root().display(), cfg.describe())
         .and_then(|()| out.flush())
         .context("write to standard output")?;

@@ -61,7 +61,7 @@ pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
     })?;
     // Oldest enqueued first, across states.
     let seen: Vec<Seen> = oldest.into_sorted_vec().into_iter().map(|b| b.0).collect();
-    let mut out = std::io::BufWriter::new(crate::exit::stdout()?);
+    let mut out = std::io::BufWriter::new(crate::output::stdout()?);
     for m in &seen {
         let text = if args.json {
             serde_json::to_string(&json_line(m))?

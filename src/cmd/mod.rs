@@ -15,7 +15,7 @@ pub mod show;
 pub mod stats;
 pub mod work;
 
-use crate::exit::{Code, Tally, Usage};
+use crate::exit::{Code, Tally, usage};
 use crate::spool::name::{Id, Leased};
 use crate::spool::{Dir, Spool};
 use anyhow::Result;
@@ -25,9 +25,7 @@ use std::path::Path;
 pub fn parse_receipts(texts: &[String]) -> Result<Vec<Leased>> {
     texts
         .iter()
-        .map(|t| {
-            Leased::parse(t).map_err(|e| Usage(format!("malformed receipt {t:?}: {e}")).into())
-        })
+        .map(|t| Leased::parse(t).map_err(|e| usage(format!("malformed receipt {t:?}: {e}"))))
         .collect()
 }
 
@@ -35,17 +33,16 @@ pub fn parse_receipts(texts: &[String]) -> Result<Vec<Leased>> {
 pub fn parse_ids(texts: &[String]) -> Result<Vec<Id>> {
     texts
         .iter()
-        .map(|t| Id::parse(t).map_err(|e| Usage(format!("malformed id {t:?}: {e}")).into()))
+        .map(|t| Id::parse(t).map_err(|e| usage(format!("malformed id {t:?}: {e}"))))
         .collect()
 }
 
 /// The message for a receipt whose lease is gone, shared by ack, requeue, extend and bury.
 pub fn lease_not_held(r: &Leased, path: &Path) -> anyhow::Error {
-    crate::exit::NotFound(format!(
+    crate::exit::not_found(format!(
         "{}: lease not held (expired and reclaimed, already acked, or replaced by extend); receipt {r}",
         path.display()
     ))
-    .into()
 }
 
 /// The body of `ack` and `bury`: checks every receipt, then ends each lease with `settle`

@@ -3,7 +3,7 @@
 use crate::cli::PopArgs;
 use crate::encode::json::{CHUNK, write_json};
 use crate::encode::{rfc3339_ms, rfc3339_us};
-use crate::exit::{Code, NotFound, Usage};
+use crate::exit::{Code, not_found, usage};
 use crate::spool::name::Leased;
 use crate::spool::ready::Lease;
 use crate::spool::{Spool, durable, now_ms, uses};
@@ -15,7 +15,9 @@ use std::path::Path;
 
 pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
     if args.count > 1 && !args.json {
-        return Err(Usage("-n N needs --json: raw payloads cannot be told apart".into()).into());
+        return Err(usage(
+            "-n N needs --json: raw payloads cannot be told apart",
+        ));
     }
     if let Some(f) = &args.receipt_file {
         // A receipt left from an earlier pop must not be acked for this one: with nothing to
@@ -58,11 +60,10 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
     if args.ack {
         for l in &leases {
             if !spool.ack(&l.leased)? {
-                return Err(NotFound(format!(
+                return Err(not_found(format!(
                     "{}: lease lost before the ack; the message will be delivered again",
                     spool.leased_path(&l.leased).display()
-                ))
-                .into());
+                )));
             }
         }
     }
@@ -75,10 +76,10 @@ fn take(spool: &Spool, lease_ms: u64, count: u32, leases: &mut Vec<Lease>) -> Re
     // Reclaiming is a courtesy to the queue: a lease it cannot move is reported, and this pop
     // still delivers what is ready.
     let next_expiry =
-        match spool.reclaim_expired(now_ms(), &|_| false, &mut |e| crate::exit::report(&e)) {
+        match spool.reclaim_expired(now_ms(), &|_| false, &mut |e| crate::output::report(&e)) {
             Ok(r) => r.next_expiry_ms,
             Err(e) => {
-                crate::exit::report(&e);
+                crate::output::report(&e);
                 None
             }
         };
@@ -109,10 +110,10 @@ fn deliver(spool: &Spool, leases: &[Lease], args: &PopArgs) -> Result<()> {
         write_receipts(file, text.as_bytes())
             .with_context(|| format!("write receipt file {}", file.display()))?;
     }
-    // Never through std's buffered handle (see `exit::stdout`): after a failed write, a payload
+    // Never through std's buffered handle (see `output::stdout`): after a failed write, a payload
     // must not reach the reader once its lease is given back. Objects are gathered into big
     // writes; a raw payload goes straight from its file (io::copy may let the kernel copy it).
-    let mut out = io::BufWriter::with_capacity(CHUNK, crate::exit::stdout()?);
+    let mut out = io::BufWriter::with_capacity(CHUNK, crate::output::stdout()?);
     let written = write_all_leases(spool, leases, args, &mut out);
     if written.is_err() {
         // What is still buffered is dropped, not written.
@@ -177,11 +178,10 @@ fn write_receipts(path: &Path, text: &[u8]) -> io::Result<()> {
 /// reclaimed in between: that is a lost lease (exit 4), not an I/O failure.
 fn lost_or(e: io::Error, path: &Path) -> anyhow::Error {
     if durable::is_missing(&e) {
-        NotFound(format!(
+        not_found(format!(
             "{}: lease expired and was reclaimed before its payload was read; use a longer --lease",
             path.display()
         ))
-        .into()
     } else {
         anyhow::Error::new(e).context(format!("open {}", path.display()))
     }

@@ -2,7 +2,7 @@
 
 use crate::cli::PurgeArgs;
 use crate::cmd::parse_ids;
-use crate::exit::{Code, NotFound, Tally, Usage};
+use crate::exit::{Code, Tally, not_found, usage};
 use crate::spool::name::Id;
 use crate::spool::scan::{Named, State};
 use crate::spool::{Dir, Spool, durable, now_ms};
@@ -15,10 +15,9 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
     let only: BTreeSet<Id> = parse_ids(&args.ids)?.into_iter().collect();
     if (args.ready || args.dead) && only.is_empty() && !args.yes {
         // Nobody has handled these: deleting all of them must be meant.
-        return Err(Usage(
-            "purging every ready or dead message needs --yes, or the ids to purge".into(),
-        )
-        .into());
+        return Err(usage(
+            "purging every ready or dead message needs --yes, or the ids to purge",
+        ));
     }
     let uses: Vec<Dir> = [
         (args.ready, Dir::New),
@@ -61,7 +60,7 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
     }
     victims.sort_by(|a, b| (&a.0, a.1.dir()).cmp(&(&b.0, b.1.dir())));
 
-    let mut out = crate::exit::stdout()?;
+    let mut out = crate::output::stdout()?;
     let mut tally = Tally::default();
     let mut removed = BTreeSet::new();
     for (id, m) in victims {
@@ -80,18 +79,15 @@ pub fn run(root: &Path, args: &PurgeArgs) -> Result<Code> {
     }
     out.flush().context("write to standard output")?;
     for id in only.difference(&removed) {
-        tally.fail(
-            NotFound(format!(
-                "{id}: no such message in {}{}",
-                states(args),
-                if args.older_than > 0 {
-                    " old enough"
-                } else {
-                    ""
-                }
-            ))
-            .into(),
-        );
+        tally.fail(not_found(format!(
+            "{id}: no such message in {}{}",
+            states(args),
+            if args.older_than > 0 {
+                " old enough"
+            } else {
+                ""
+            }
+        )));
     }
     Ok(tally.code())
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 pub fn run(root: &Path, args: &PushArgs) -> Result<Code> {
     let spool = Spool::create(root, uses::PUSH)?;
     let mut batch = Batch::new(&spool, !args.no_sync);
-    let mut out = crate::exit::stdout()?;
+    let mut out = crate::output::stdout()?;
     let added = add_all(&mut batch, &mut out, args);
     // Whatever happened, what was added is committed, so the ids printed are exactly the
     // messages that are durable, and a message not printed is absent.

@@ -28,7 +28,7 @@ pub fn run(root: &Path, args: &RequeueArgs) -> Result<Code> {
 
 fn reclaim(root: &Path) -> Result<Code> {
     let spool = Spool::open(root, uses::ALL)?;
-    let mut out = crate::exit::stdout()?;
+    let mut out = crate::output::stdout()?;
     let mut tally = Tally::default();
     for (id, to) in spool
         .reclaim_expired(now_ms(), &|_| false, &mut |e| tally.fail(e))?

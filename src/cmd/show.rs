@@ -4,7 +4,7 @@ use super::parse_ids;
 use crate::cli::ShowArgs;
 use crate::encode::json::{CHUNK, write_json};
 use crate::encode::{rfc3339_ms, rfc3339_us};
-use crate::exit::{Code, NotFound};
+use crate::exit::{Code, not_found};
 use crate::spool::name::Id;
 use crate::spool::scan::{Named, State};
 use crate::spool::{Spool, durable, now_ms, uses};
@@ -20,7 +20,7 @@ pub fn run(root: &Path, args: &ShowArgs) -> Result<Code> {
     // Errors past this point name the message by its id, not its path: a leased message's
     // file name is its receipt, and show must not hand that out.
     let name = format!("message {id}");
-    let mut out = crate::exit::stdout()?;
+    let mut out = crate::output::stdout()?;
     if args.json {
         let size = file
             .metadata()
@@ -51,11 +51,10 @@ fn open(spool: &Spool, id: &Id) -> Result<((State, Named), File)> {
             }
         }
     }
-    Err(NotFound(format!(
+    Err(not_found(format!(
         "{}: no message with id {id}",
         spool.root().display()
-    ))
-    .into())
+    )))
 }
 
 /// The fields of a `show --json` object that come before `size`, in their order of output.

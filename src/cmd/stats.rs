@@ -129,7 +129,7 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
         }
         t
     };
-    let mut out = crate::exit::stdout()?;
+    let mut out = crate::output::stdout()?;
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("write to standard output")?;

@@ -6,8 +6,9 @@
 //! while a child needs attention.
 
 use crate::cli::WorkArgs;
-use crate::exit::{Code, report, say};
+use crate::exit::Code;
 use crate::os::{self, Signals};
+use crate::output::{report, say};
 use crate::spool::name::Leased;
 use crate::spool::ready::{Lease, Take};
 use crate::spool::transition::{NotDurable, Released};
@@ -28,7 +29,7 @@ pub const PERMANENT_FAILURE: i32 = 100;
 pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
     if args.command.is_empty() {
         // clap requires CMD; this keeps a lease from ever being taken without one.
-        return Err(crate::exit::Usage("no CMD to run".into()).into());
+        return Err(crate::exit::usage("no CMD to run"));
     }
     // Blocked before anything else, so that a signal that comes early is held for the loop
     // rather than killing qspool between a lease and its CMD.

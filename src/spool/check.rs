@@ -11,7 +11,7 @@ use super::name::{BUCKET_WIDTHS, Bucket, Ended, Id, Leased, Ready};
 use super::walk::{self, Node, NotBucket, Visit};
 use super::{Dir, Spool, TMP_MAX_AGE};
 use crate::duration::{MAX_LEASE_MS, format_ms};
-use crate::exit::say;
+use crate::output::say;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 pub const DIR_MODE: u32 = 0o700;
 pub const FILE_MODE: u32 = 0o600;
-/// How often a rename into a bucket is retried when a concurrent pop removes the empty bucket
-/// between our mkdir and our rename. Each retry needs another process to win a race against us.
+/// How many times one rename into a bucket opens the bucket afresh, because a concurrent pop
+/// removed an empty level between our mkdir and our rename, before it gives up (FORMAT.md §5.1
+/// step 5). Each retry needs another process to win a race against us.
 const BUCKET_RETRIES: usize = 64;
 
 /// Creates one directory, mode 0700 at creation (the process umask is 077, see
@@ -116,9 +117,17 @@ impl BucketDirs {
     /// Opens (and when missing, makes, mode 0700) `new/<parts>`, `new_dir` being `new/` open at
     /// `new_path`. Nothing is fsynced here: a fresh level stays empty, and open to removal by
     /// pops, until the rename into it, so the caller syncs after that (`sync_made`, or a push's
-    /// commit).
-    pub fn open(new_dir: &File, new_path: &Path, parts: &[String; 3]) -> io::Result<BucketDirs> {
-        'again: for _ in 0..BUCKET_RETRIES {
+    /// commit). Each start from the top, when a pop removed a level under it, spends one of
+    /// `tries`, which the caller's own retries share: one operation gives up after
+    /// `BUCKET_RETRIES` in all.
+    fn open(
+        new_dir: &File,
+        new_path: &Path,
+        parts: &[String; 3],
+        tries: &mut usize,
+    ) -> io::Result<BucketDirs> {
+        'again: while *tries > 0 {
+            *tries -= 1;
             let mut dirs = vec![(new_path.to_path_buf(), new_dir.try_clone()?)];
             let mut made_in = Vec::new();
             for part in parts {
@@ -214,10 +223,14 @@ pub fn rename_into_bucket(
     reuse: Option<BucketDirs>,
 ) -> io::Result<BucketDirs> {
     let mut reuse = reuse;
-    for _ in 0..BUCKET_RETRIES {
+    let mut tries = BUCKET_RETRIES;
+    while tries > 0 {
         let bucket = match reuse.take() {
-            Some(b) => b,
-            None => BucketDirs::open(new_dir, new_path, parts)?,
+            Some(b) => {
+                tries -= 1;
+                b
+            }
+            None => BucketDirs::open(new_dir, new_path, parts, &mut tries)?,
         };
         match bucket.rename_in(src.dir, src.name, name) {
             Ok(()) => return Ok(bucket),

@@ -390,10 +390,11 @@ pub fn now_ms() -> u64 {
     now_us() / 1000
 }
 
-/// Microseconds since the Unix epoch.
+/// Microseconds since the Unix epoch, clamped to the largest the grammar can write (16 digits,
+/// in the year 2286; FORMAT.md §3.1), so that no clock makes a name qspool would call foreign.
+/// Every time qspool writes comes from here or from `lease::deadline`, which clamps the same way.
 pub fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_micros().min(u128::from(name::MAX_US)) as u64)
 }

@@ -11,6 +11,9 @@ pub const MAX_NAME_LEN: usize = 160;
 pub const MS_DIGITS: usize = 13;
 /// Largest millisecond timestamp the grammar can hold.
 pub const MAX_MS: u64 = 9_999_999_999_999;
+/// Largest microsecond timestamp an id can hold: `MAX_MS` and 999 µs, so that a clamped clock
+/// in microseconds and in milliseconds agree.
+pub const MAX_US: u64 = MAX_MS * 1000 + 999;
 const TIME_DIGITS: usize = 16;
 const MAX_PID_DIGITS: usize = 10;
 const HEX8: usize = 8;

@@ -215,9 +215,7 @@ fn ack_on_a_missing_spool_is_an_error() {
     let source = Env::new();
     let r = leased(&source, 1, "1h").remove(0);
     let env = Env::new();
-    let out = env.run(&["ack", &r]);
-    assert_exit(&out, 1);
-    let line = one_error_line(&out);
+    let line = env.qspool(&["ack", &r]).fails(1);
     assert!(
         line.contains(&format!("no spool at {}", env.spool().display())),
         "{line}"

@@ -1471,3 +1471,37 @@ fn clock_skew_between_consumers_is_fenced() {
     v.assert_ok();
     assert_eq!((v.duplicates, v.acked), (2, 2), "{}", v.summary());
 }
+
+/// FORMAT.md §3.1: a clock past the grammar's last instant (in 2286) is clamped where qspool
+/// reads it, so ids, visible times and ended times stay 16 and 13 digits and the messages stay
+/// messages: they are delivered, acked and counted, and fsck finds nothing foreign.
+#[test]
+fn a_clock_past_2286_still_writes_names_of_the_grammar() {
+    if !need("faketime") {
+        return;
+    }
+    let env = Env::new();
+    let late = Some("@2290-01-01 00:00:00");
+    let run = |args: &[&str]| {
+        let out = qspool_clock(late, env.spool()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let ids = lines(&run(&["push", "one", "two"]));
+    for id in &ids {
+        assert!(id.starts_with("9999999999999999."), "{id}");
+        assert_id(id);
+    }
+    assert_eq!(run(&["pop", "--ack"]).stdout, b"one");
+    for name in env.new_names() {
+        // Its slot's start (section 5.1): the clamped clock rounded down to 10 ms.
+        assert_eq!(field(&name, 'v'), 9_999_999_999_990, "{name}");
+    }
+    let done = env.names("done");
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(field(&done[0], 'f'), 9_999_999_999_999, "{}", done[0]);
+    let stats: Value = serde_json::from_slice(&run(&["stats", "--json"]).stdout).unwrap();
+    assert_eq!(stats["foreign"], 0, "{stats}");
+    assert_eq!(stats["ready"], 1, "{stats}");
+    run(&["fsck"]);
+}

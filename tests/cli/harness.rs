@@ -46,9 +46,21 @@ impl Env {
         c
     }
 
+    /// `qspool ARGS...` against this spool, to be shaped (`stdin`, `umask`, `at`) and then run
+    /// once by `output`, `expect` or `fails`.
+    pub fn qspool(&self, args: &[&str]) -> Run<'_> {
+        Run {
+            env: self,
+            args: args.iter().map(|&a| a.to_owned()).collect(),
+            spool: None,
+            stdin: None,
+            umask: None,
+        }
+    }
+
     /// Runs a command to completion and returns its output, whatever the exit code.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run qspool")
+        self.qspool(args).output()
     }
 
     /// Pushes one message given as an argument and returns its id.
@@ -120,41 +132,6 @@ impl Env {
         v.sort();
         v
     }
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts the process exited with `code` and, if it failed, said so in exactly one stderr line
-/// starting `qspool: `.
-pub fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-    if code == 1 || code == 2 && !stderr(o).starts_with("error:") {
-        let err = stderr(o);
-        assert!(err.starts_with("qspool: "), "stderr: {err}");
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers added for the push, pop, ack and init tests.
-
-/// The qspool executable under test.
-pub fn qspool_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_qspool")
-}
-
-impl Env {
     /// Like `cmd`, but a plain `std::process::Command`, for spawning with pipes.
     pub fn std_cmd(&self, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new(qspool_bin());
@@ -172,27 +149,13 @@ impl Env {
 
     /// Runs `qspool ARGS` with `input` on standard input.
     pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        self.cmd(args)
-            .write_stdin(input.to_vec())
-            .output()
-            .expect("run qspool")
+        self.qspool(args).stdin(input).output()
     }
 
     /// Runs `qspool ARGS` with `input` on standard input under `umask MASK`, set by `sh`
     /// before it execs qspool.
     pub fn run_umask(&self, mask: &str, args: &[&str], input: &[u8]) -> Output {
-        let mut c = std::process::Command::new("sh");
-        self.prepare(&mut c);
-        c.arg("-c")
-            .arg(r#"umask "$1" || exit 99; shift; exec "$@""#)
-            .arg("sh")
-            .arg(mask)
-            .arg(qspool_bin())
-            .arg("--spool")
-            .arg(&self.spool)
-            .args(args);
-        let mut c = Command::from_std(c);
-        c.write_stdin(input.to_vec()).output().expect("run sh")
+        self.qspool(args).umask(mask).stdin(input).output()
     }
 
     /// Every entry under the spool root (the root included), with its `lstat` metadata.
@@ -239,6 +202,134 @@ impl Env {
         assert_exit(&out, 3);
         assert!(out.stdout.is_empty(), "stdout: {}", stdout(&out));
     }
+
+    /// Runs `qspool --spool SPOOL ARGS...` for another spool path (in the same environment).
+    pub fn run_at(&self, spool: &Path, args: &[&str]) -> Output {
+        self.qspool(args).at(spool).output()
+    }
+
+    /// File names (not paths) of everything under `new/`.
+    pub fn new_names(&self) -> Vec<String> {
+        self.new_files()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Runs `qspool ARGS` with its standard output a pipe that is closed before anything is
+    /// read.
+    pub fn run_closed_stdout(&self, args: &[&str]) -> Output {
+        let mut child = self
+            .std_cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    }
+}
+
+/// One qspool command line, built by `Env::qspool`. Nothing runs until `output`, `expect` or
+/// `fails` consumes it.
+#[must_use = "a command line does nothing until it is run"]
+pub struct Run<'a> {
+    env: &'a Env,
+    args: Vec<String>,
+    spool: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
+    umask: Option<String>,
+}
+
+impl Run<'_> {
+    /// Feeds `input` on standard input (else standard input is empty).
+    pub fn stdin(mut self, input: &[u8]) -> Self {
+        self.stdin = Some(input.to_vec());
+        self
+    }
+
+    /// Runs under `umask MASK`, set by `sh` just before it execs qspool.
+    pub fn umask(mut self, mask: &str) -> Self {
+        self.umask = Some(mask.to_owned());
+        self
+    }
+
+    /// Points `--spool` at another path, in the same environment.
+    pub fn at(mut self, spool: &Path) -> Self {
+        self.spool = Some(spool.to_path_buf());
+        self
+    }
+
+    /// Runs to completion and returns the output, whatever the exit code.
+    pub fn output(self) -> Output {
+        let spool = self.spool.as_deref().unwrap_or(&self.env.spool);
+        let mut c = match &self.umask {
+            None => std::process::Command::new(qspool_bin()),
+            Some(mask) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.arg("-c")
+                    .arg(r#"umask "$1" || exit 99; shift; exec "$@""#)
+                    .arg("sh")
+                    .arg(mask)
+                    .arg(qspool_bin());
+                sh
+            }
+        };
+        self.env.prepare(&mut c);
+        c.arg("--spool").arg(spool).args(&self.args);
+        let mut c = Command::from_std(c);
+        if let Some(input) = self.stdin {
+            c.write_stdin(input);
+        }
+        c.output().expect("run qspool")
+    }
+
+    /// Runs, asserts the exit code (see `assert_exit`), and returns the output.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Output {
+        let out = self.output();
+        assert_exit(&out, code);
+        out
+    }
+
+    /// Runs, asserts a failure with `code` reported as exactly one `qspool: ` line on standard
+    /// error, and returns that line.
+    #[track_caller]
+    pub fn fails(self, code: i32) -> String {
+        assert_ne!(code, 0, "a failure has a nonzero exit code");
+        let out = self.expect(code);
+        one_error_line(&out)
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the process exited with `code` and, if it failed, said so in exactly one stderr line
+/// starting `qspool: `.
+#[track_caller]
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+    if code == 1 || code == 2 {
+        let err = stderr(o);
+        assert!(err.starts_with("qspool: "), "stderr: {err}");
+    }
+}
+
+/// The qspool executable under test.
+pub fn qspool_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_qspool")
 }
 
 /// Standard output split into lines (without their `\n`).
@@ -255,6 +346,7 @@ pub fn lines(o: &Output) -> Vec<String> {
 }
 
 /// Asserts that standard error is exactly one line, `qspool: ...`, and returns it.
+#[track_caller]
 pub fn one_error_line(o: &Output) -> String {
     let err = stderr(o);
     assert!(err.starts_with("qspool: "), "stderr: {err:?}");
@@ -386,16 +478,6 @@ pub fn id_of(name: &str) -> &str {
     name.split(',').next().unwrap()
 }
 
-impl Env {
-    /// Runs `qspool --spool SPOOL ARGS...` for another spool path (in the same environment).
-    pub fn run_at(&self, spool: &Path, args: &[&str]) -> Output {
-        let mut c = std::process::Command::new(qspool_bin());
-        self.prepare(&mut c);
-        c.arg("--spool").arg(spool).args(args);
-        c.output().expect("run qspool")
-    }
-}
-
 /// A short pause, enough for a 1 ms lease to expire.
 pub fn pause() {
     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -412,15 +494,14 @@ pub fn id(v: &Value) -> String {
 }
 
 /// Runs a command and checks what every run must satisfy: no panic, and every stderr line is a
-/// `qspool: ` error line (clap's own usage text aside, which exits 2).
+/// `qspool: ` error line.
+#[track_caller]
 pub fn run(env: &Env, args: &[&str]) -> Output {
     let o = env.run(args);
     let err = stderr(&o);
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    if o.status.code() != Some(2) {
-        for line in err.lines() {
-            assert!(line.starts_with("qspool: "), "{args:?}: stderr {err:?}");
-        }
+    for line in err.lines() {
+        assert!(line.starts_with("qspool: "), "{args:?}: stderr {err:?}");
     }
     o
 }
@@ -443,29 +524,6 @@ pub fn field(name: &str, tag: char) -> u64 {
         .unwrap_or_else(|| panic!("no field {tag} in {name}"))
         .parse()
         .unwrap()
-}
-
-impl Env {
-    /// File names (not paths) of everything under `new/`.
-    pub fn new_names(&self) -> Vec<String> {
-        self.new_files()
-            .iter()
-            .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// Runs `qspool ARGS` with its standard output a pipe that is closed before anything is
-    /// read.
-    pub fn run_closed_stdout(&self, args: &[&str]) -> Output {
-        let mut child = self
-            .std_cmd(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        child.wait_with_output().unwrap()
-    }
 }
 
 /// Whether strace runs here. Where it does not, the test says it skipped, unless CI (which

@@ -142,9 +142,7 @@ fn a_lease_is_at_most_twelve_hours() {
         "{\"max_attempts\":5,\"lease_ms\":86400000}",
     )
     .unwrap();
-    let o = env.run(&["pop"]);
-    assert_exit(&o, 1);
-    assert!(one_error_line(&o).contains("12h"));
+    assert!(env.qspool(&["pop"]).fails(1).contains("12h"));
 }
 
 #[test]
@@ -216,9 +214,7 @@ fn init_refuses_a_directory_that_is_not_a_spool() {
     let env = Env::new();
     std::fs::create_dir(env.spool()).unwrap();
     std::fs::write(env.spool().join("precious.txt"), b"keep me").unwrap();
-    let out = env.run(&["init"]);
-    assert_exit(&out, 1);
-    one_error_line(&out);
+    env.qspool(&["init"]).fails(1);
     let entries: Vec<_> = std::fs::read_dir(env.spool()).unwrap().collect();
     assert_eq!(entries.len(), 1, "init wrote into a foreign directory");
     assert_eq!(
@@ -465,9 +461,7 @@ fn init_repairs_a_corrupt_settings_file() {
     ] {
         std::fs::write(&path, bad).unwrap();
         for args in [&["stats"][..], &["pop"], &["push", "x"]] {
-            let out = env.run(args);
-            assert_exit(&out, 1);
-            let line = one_error_line(&out);
+            let line = env.qspool(args).fails(1);
             assert!(
                 line.contains(path.to_str().unwrap()) && line.contains(why),
                 "{args:?}: {line}"
@@ -503,9 +497,7 @@ fn init_repairs_a_corrupt_settings_file() {
     // A directory where the settings file should be cannot be replaced: an error, one line.
     std::fs::remove_file(&path).unwrap();
     std::fs::create_dir(&path).unwrap();
-    let out = env.run(&["init"]);
-    assert_exit(&out, 1);
-    let line = one_error_line(&out);
+    let line = env.qspool(&["init"]).fails(1);
     assert!(line.contains(path.to_str().unwrap()), "{line}");
     std::fs::remove_dir(&path).unwrap();
     assert_exit(&env.run(&["init"]), 0);

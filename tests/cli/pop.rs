@@ -445,9 +445,9 @@ fn an_unwritable_receipt_file_fails_without_losing_the_message() {
     let env = Env::new();
     env.push("precious");
     let r = env.scratch().join("no-such-dir/receipt");
-    let out = env.run(&["pop", "--receipt-file", r.to_str().unwrap()]);
-    assert_exit(&out, 1);
-    let line = one_error_line(&out);
+    let line = env
+        .qspool(&["pop", "--receipt-file", r.to_str().unwrap()])
+        .fails(1);
     assert!(line.contains("no-such-dir"), "{line}");
     assert!(env.names("done").is_empty());
     let s = env.stats();

@@ -180,9 +180,9 @@ fn output_into_a_missing_directory_fails_in_one_line_and_leaves_nothing() {
     let env = Env::new();
     env.push("x");
     let file = env.scratch().join("nowhere").join("qspool.prom");
-    let o = env.run(&["stats", "--prometheus", "--output", file.to_str().unwrap()]);
-    assert_exit(&o, 1);
-    let line = one_error_line(&o);
+    let line = env
+        .qspool(&["stats", "--prometheus", "--output", file.to_str().unwrap()])
+        .fails(1);
     assert!(line.contains(file.to_str().unwrap()), "{line}");
     assert!(!Path::new(&file).exists());
 }
