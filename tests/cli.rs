@@ -33,6 +33,8 @@ mod purge;
 mod push;
 #[path = "cli/recipes.rs"]
 mod recipes;
+#[path = "cli/regression.rs"]
+mod regression;
 #[path = "cli/requeue.rs"]
 mod requeue;
 #[path = "cli/retention.rs"]

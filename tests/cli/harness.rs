@@ -46,15 +46,15 @@ impl Env {
         c
     }
 
-    /// `qspool ARGS...` against this spool, to be shaped (`stdin`, `umask`, `at`) and then run
-    /// once by `output`, `expect` or `fails`.
+    /// `qspool ARGS...` against this spool, to be shaped (`stdin`, `umask`, `via`, `at`) and
+    /// then run once by `output`, `expect` or `fails`.
     pub fn qspool(&self, args: &[&str]) -> Run<'_> {
         Run {
             env: self,
             args: args.iter().map(|&a| a.to_owned()).collect(),
             spool: None,
             stdin: None,
-            umask: None,
+            wrapper: Vec::new(),
         }
     }
 
@@ -238,7 +238,8 @@ pub struct Run<'a> {
     args: Vec<String>,
     spool: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
-    umask: Option<String>,
+    /// A program that runs qspool: its arguments end with the qspool executable.
+    wrapper: Vec<String>,
 }
 
 impl Run<'_> {
@@ -249,8 +250,21 @@ impl Run<'_> {
     }
 
     /// Runs under `umask MASK`, set by `sh` just before it execs qspool.
-    pub fn umask(mut self, mask: &str) -> Self {
-        self.umask = Some(mask.to_owned());
+    pub fn umask(self, mask: &str) -> Self {
+        self.via(&[
+            "sh",
+            "-c",
+            r#"umask "$1" || exit 99; shift; exec "$@""#,
+            "sh",
+            mask,
+        ])
+    }
+
+    /// Runs qspool through `wrapper` (such as `strace -o FILE -e inject=...`), which is given
+    /// the qspool executable and then its arguments.
+    pub fn via(mut self, wrapper: &[&str]) -> Self {
+        assert!(self.wrapper.is_empty(), "one wrapper at a time");
+        self.wrapper = wrapper.iter().map(|&w| w.to_owned()).collect();
         self
     }
 
@@ -263,16 +277,12 @@ impl Run<'_> {
     /// Runs to completion and returns the output, whatever the exit code.
     pub fn output(self) -> Output {
         let spool = self.spool.as_deref().unwrap_or(&self.env.spool);
-        let mut c = match &self.umask {
+        let mut c = match self.wrapper.split_first() {
             None => std::process::Command::new(qspool_bin()),
-            Some(mask) => {
-                let mut sh = std::process::Command::new("sh");
-                sh.arg("-c")
-                    .arg(r#"umask "$1" || exit 99; shift; exec "$@""#)
-                    .arg("sh")
-                    .arg(mask)
-                    .arg(qspool_bin());
-                sh
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(qspool_bin());
+                c
             }
         };
         self.env.prepare(&mut c);
