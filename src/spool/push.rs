@@ -38,6 +38,17 @@ const SLOT_MS: u64 = 10;
 /// cost flat while the group's directory fsyncs stay few.
 const PER_BUCKET: usize = 128;
 
+/// The base a message whose own slot is `slot` takes, given the group's `base` so far (its
+/// time and how many took it), with the new count (FORMAT.md §5.1 step 1). A full bucket gives
+/// way to the current slot. A base later than the slot (the clock was stepped back) is never
+/// kept: a message must not wait beyond its delay.
+fn next_base(base: Option<(u64, usize)>, slot: u64) -> (u64, usize) {
+    match base {
+        Some((ms, n)) if ms <= slot && (n < PER_BUCKET || ms == slot) => (ms, n + 1),
+        _ => (slot, 1),
+    }
+}
+
 /// A group of pushes that share one commit. Ids are handed out only by `commit`, once every
 /// message before it is durable.
 pub struct Batch<'a> {
@@ -122,18 +133,9 @@ impl<'a> Batch<'a> {
         } else {
             now_ms
         };
-        let base = match self.base {
-            // A full bucket gives way to the current slot. A base later than now (the clock was
-            // stepped back) is never kept: a message must not wait beyond its delay.
-            Some((ms, n)) if ms <= slot && (n < PER_BUCKET || ms == slot) => {
-                self.base = Some((ms, n + 1));
-                ms
-            }
-            _ => {
-                self.base = Some((slot, 1));
-                slot
-            }
-        };
+        let taken = next_base(self.base, slot);
+        self.base = Some(taken);
+        let base = taken.0;
         let ready = Ready {
             id,
             attempts: 0,
@@ -345,5 +347,28 @@ fn copy_body(body: &mut dyn Read, file: &mut File, buf: &mut Vec<u8>) -> Result<
             Err(e) => return Err(CopyError::Read(e)),
         };
         file.write_all(&buf[..n]).map_err(CopyError::Write)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PER_BUCKET, next_base};
+
+    #[test]
+    fn a_group_shares_its_base_until_the_bucket_is_full_then_takes_its_own_slot() {
+        assert_eq!(next_base(None, 1_000), (1_000, 1));
+        assert_eq!(next_base(Some((1_000, 5)), 1_010), (1_000, 6));
+        // Full: a later slot starts a new base; the same slot keeps filling the one it has.
+        assert_eq!(next_base(Some((1_000, PER_BUCKET)), 1_010), (1_010, 1));
+        assert_eq!(
+            next_base(Some((1_000, PER_BUCKET)), 1_000),
+            (1_000, PER_BUCKET + 1)
+        );
+    }
+
+    #[test]
+    fn a_base_later_than_the_slot_is_dropped_after_the_clock_steps_back() {
+        assert_eq!(next_base(Some((5_000, 3)), 1_000), (1_000, 1));
+        assert_eq!(next_base(Some((5_000, PER_BUCKET)), 1_000), (1_000, 1));
     }
 }
