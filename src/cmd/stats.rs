@@ -6,7 +6,7 @@ use crate::duration::format_ms;
 use crate::encode::rfc3339_ms;
 use crate::exit::Code;
 use crate::spool::scan::{AGE_BOUNDS_S, Counts, State};
-use crate::spool::{Spool, now_ms, now_us, uses};
+use crate::spool::{Spool, durable, now_ms, now_us, uses};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -277,36 +277,23 @@ fn escape_label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Replaces `file` with `text` in one rename, so that a collector reading it never sees half a
-/// file. The temporary file is beside it (a rename does not cross filesystems) and its name
-/// does not end in `.prom`, which the textfile collector would read.
+/// Replaces `file` with `text` in one rename (`durable::replace_file`), so that a collector
+/// reading it never sees half a file; the temporary name does not end in `.prom`, which the
+/// textfile collector would read. 0644: the collector runs as another user, and no payload is
+/// in here. The directory is opened as the user named it; the file itself is never followed.
 fn write_atomically(file: &Path, text: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name");
     let name = file
         .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
-    let tmp = file.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o644)
-            .open(&tmp)?;
-        // The collector runs as another user: 0644 whatever the umask. No payload is in here.
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        f.write_all(text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, file)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+        .ok_or_else(invalid)?
+        .to_str()
+        .ok_or_else(invalid)?;
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::File::open(parent)?;
+    durable::replace_file(&dir, name, text, 0o644)
 }
 
 #[cfg(test)]

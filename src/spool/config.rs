@@ -4,7 +4,7 @@ use super::{at, durable};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 pub const FILE_NAME: &str = "qspool.json";
@@ -86,25 +86,12 @@ impl Config {
         )
     }
 
-    /// Replaces the settings file atomically: written beside it under a dot-name, fsynced, renamed.
+    /// Replaces the settings file atomically (`durable::replace_file`).
     pub fn store(&self, root_dir: &File, root: &Path) -> Result<()> {
-        let path = root.join(FILE_NAME);
-        let tmp = format!(".{FILE_NAME}.{}", std::process::id());
-        let write = || -> std::io::Result<()> {
-            let _ = at::unlink(root_dir, &tmp);
-            let mut f = durable::create_new(root_dir, &tmp)?;
-            let mut text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-            text.push(b'\n');
-            f.write_all(&text)?;
-            f.sync_all()?;
-            at::rename_replace(root_dir, &tmp, FILE_NAME)?;
-            root_dir.sync_all()
-        };
-        write()
-            .inspect_err(|_| {
-                let _ = at::unlink(root_dir, &tmp);
-            })
-            .with_context(|| format!("write {}", path.display()))
+        let mut text = serde_json::to_vec_pretty(self)?;
+        text.push(b'\n');
+        durable::replace_file(root_dir, FILE_NAME, &text, durable::FILE_MODE)
+            .with_context(|| format!("write {}", root.join(FILE_NAME).display()))
     }
 }
 

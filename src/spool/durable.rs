@@ -42,6 +42,31 @@ pub fn create_new(dir: &File, name: &str) -> io::Result<File> {
     at::open(Some(dir), &at::c_name(name)?, flags, FILE_MODE)
 }
 
+/// Replaces `dir/name` with `text` in one rename, so that a reader never sees half a file: the
+/// text is written to `.<name>.<pid>` beside it (which never ends in the name's own extension),
+/// set to `mode` whatever the umask, fsynced, renamed over `name`, and the rename fsynced. A
+/// leftover of this process id from an earlier crash is removed first; on failure the
+/// temporary file is removed and `name` is as it was.
+pub fn replace_file(dir: &File, name: &str, text: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = format!(".{name}.{}", std::process::id());
+    let write = || -> io::Result<()> {
+        let _ = at::unlink(dir, &tmp);
+        let mut f = create_new(dir, &tmp)?;
+        if mode != FILE_MODE {
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        f.write_all(text)?;
+        f.sync_all()?;
+        at::rename_replace(dir, &tmp, name)?;
+        dir.sync_all()
+    };
+    write().inspect_err(|_| {
+        let _ = at::unlink(dir, &tmp);
+    })
+}
+
 /// Opens `dir/name` for reading, refusing anything but a plain, singly linked file, and says
 /// how big it is. `O_NONBLOCK` keeps a FIFO planted in the spool from hanging us.
 pub fn open_message(dir: &File, name: &str) -> io::Result<(File, u64)> {
