@@ -11,10 +11,11 @@ use std::path::PathBuf;
 pub const EXIT_STATUS: &str = "\
 Exit status:
   0  success
-  1  error (I/O, missing spool, refused foreign file, failed output); work: a CMD failed
+  1  error (I/O, missing spool, refused foreign file, failed output); work: qspool failed
   2  usage error, or a receipt or id outside qspool's name grammar (nothing was touched)
   3  pop: nothing is visible, or --wait=DUR ran out
-  4  a receipt whose lease is no longer held, or an id not where the command looks";
+  4  a receipt whose lease is no longer held, or an id not where the command looks
+  5  work: a CMD failed, was killed or lost its lease (qspool itself did not fail)";
 
 /// A durable, crash-safe work queue in a directory: push, pop, ack.
 ///
@@ -414,12 +415,20 @@ pub struct PurgeArgs {
 /// process group, without a terminal; when CMD exits, whatever it left running in that group
 /// is killed.
 ///
+/// If work itself dies, even by SIGKILL or the OOM killer, every process still in a running
+/// CMD's group is killed at once by work's watchdog (a second `qspool work` process that does
+/// nothing else; killed alone, work starts another), well before the lease can expire, so no
+/// later worker's run overlaps it. What leaves its process group (setsid, a daemonizing double
+/// fork) escapes that; under systemd, KillMode=control-group covers it.
+///
 /// Without --wait, work runs what is visible and exits. On SIGTERM, SIGINT or SIGHUP it takes
 /// no more messages and sends SIGTERM to the running CMDs. Those that exit are settled by their
 /// status, except that one that dies of that SIGTERM (or exits 143) is requeued at once; those still running
 /// after --grace are killed (SIGKILL, to the whole process group) and released at once. A second
 /// SIGTERM or SIGINT ends the grace. One line per message goes to standard error, and a summary
-/// at the end. Exits 0 when every CMD exited 0, 1 when any failed, was stopped or lost its lease.
+/// at the end. Exits 0 when every CMD exited 0, 5 when any failed, was stopped or lost its
+/// lease, and 1 when qspool itself failed (the spool, a signal it could not read, a CMD that
+/// could not be started), whatever the CMDs did.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool work -- ./resize-image --width 640

@@ -8,8 +8,8 @@ use std::fmt;
 pub enum Code {
     /// Success.
     Ok = 0,
-    /// An error: I/O, a missing spool, a refused foreign file, a write to standard output; or
-    /// `work`: a CMD failed, was killed, or lost its lease.
+    /// An error: I/O, a missing spool, a refused foreign file, a write to standard output. For
+    /// `work`, qspool itself failed (whatever the CMDs did).
     Error = 1,
     /// Usage error or malformed input (a receipt or id outside the name grammar).
     Usage = 2,
@@ -17,16 +17,18 @@ pub enum Code {
     Empty = 3,
     /// A receipt whose lease is no longer held, or an id not where the command looks.
     NotFound = 4,
+    /// `work`: qspool was fine, but a CMD failed, was killed, or lost its lease.
+    Failed = 5,
 }
 
 impl Code {
     /// Every code with its meaning, in order: the source of the help text's table, the man
     /// page's EXIT STATUS section and the README's table.
-    pub const TABLE: [(Code, &'static str); 5] = [
+    pub const TABLE: [(Code, &'static str); 6] = [
         (Code::Ok, "success"),
         (
             Code::Error,
-            "error (I/O, missing spool, refused foreign file, failed output); work: a CMD failed",
+            "error (I/O, missing spool, refused foreign file, failed output); work: qspool failed",
         ),
         (
             Code::Usage,
@@ -39,6 +41,10 @@ impl Code {
         (
             Code::NotFound,
             "a receipt whose lease is no longer held, or an id not where the command looks",
+        ),
+        (
+            Code::Failed,
+            "work: a CMD failed, was killed or lost its lease (qspool itself did not fail)",
         ),
     ];
 }
@@ -109,7 +115,8 @@ impl Tally {
 /// An error outranks a not-found: the user must look at the error first.
 fn rank(a: Code, b: Code) -> Code {
     let weight = |c: Code| match c {
-        Code::Error => 3,
+        Code::Error => 4,
+        Code::Failed => 3,
         Code::Usage => 2,
         Code::NotFound => 1,
         _ => 0,

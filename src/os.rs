@@ -1,5 +1,5 @@
 //! The Linux calls std does not wrap, outside the spool's own `*at()` calls: signalfd, inotify,
-//! poll, process-group signals, the umask, the effective user, the host name, the CPU count and
+//! poll, process-group signals, the watchdog of `work`'s CMDs, the umask, the effective user, the host name, the CPU count and
 //! the kernel release.
 //!
 //! With `spool::at` (the spool's directory-relative calls), this is one of the two modules
@@ -113,17 +113,23 @@ impl AsFd for Signals {
 /// controlling terminal, so a CMD that tries to prompt on one fails at once instead of being
 /// stopped, holding its lease, until someone notices.
 #[allow(unsafe_code)]
-pub fn start_detached(cmd: &mut std::process::Command) {
+pub fn start_detached(cmd: &mut std::process::Command, watchdog: Option<libc::c_int>) {
     use std::os::unix::process::CommandExt;
     let umask = USER_UMASK.load(Ordering::Relaxed) as libc::mode_t;
     // SAFETY: the closure runs in the child between fork and exec, where only
-    // async-signal-safe calls are allowed: it calls only setsid, umask, sigemptyset and
+    // async-signal-safe calls are allowed: it calls only setsid, send, umask, sigemptyset and
     // sigprocmask, allocates nothing (an error is a bare errno), takes no lock, and touches
     // nothing but its own stack and the `umask` it owns by copy. sigemptyset fills `set`
     // (checked) before sigprocmask reads it.
     unsafe {
         cmd.pre_exec(move || {
-            check(libc::setsid())?;
+            let pgid = check(libc::setsid())?;
+            // Registered before exec, so no instant of CMD's own code runs unguarded; the
+            // socket is close-on-exec, so CMD does not keep it. A dead watchdog is no reason
+            // not to run CMD: work starts another and registers its CMDs again.
+            if let Some(fd) = watchdog {
+                send_record(fd, b'+', pgid as u32);
+            }
             libc::umask(umask);
             let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
             check(libc::sigemptyset(set.as_mut_ptr()))?;
@@ -135,6 +141,237 @@ pub fn start_detached(cmd: &mut std::process::Command) {
             Ok(())
         });
     }
+}
+
+/// A process that outlives `work` only to kill what `work` started: the process groups of
+/// the running CMDs, each registered by the CMD itself before its exec (`start_detached`), or
+/// by `guard`, and dropped with `release`. It reads them from a socket whose other end only
+/// `work` holds (close-on-exec, so no CMD keeps it past its exec); when `work` dies, by SIGKILL
+/// too, the kernel closes that end, the watchdog reads end-of-file, sends SIGKILL to every
+/// group still registered and exits. It inherits `work`'s blocked SIGTERM,
+/// SIGINT and SIGHUP, so only SIGKILL (or end-of-file) ends it. It holds no lease: leases are
+/// names in the spool, not open files or locks.
+pub struct Watchdog {
+    pid: u32,
+    /// The write end; `None` once dropped, which is what ends the watchdog.
+    tx: Option<File>,
+}
+
+/// One record on the watchdog's socket: `+` (guard), `-` (release) or `?` (forget groups that
+/// are empty), then a process group id in native order. The socket is SOCK_SEQPACKET: each
+/// record arrives whole and alone, whoever sent it. It is a socket rather than a pipe so that
+/// a send to a dead watchdog fails with EPIPE (MSG_NOSIGNAL) instead of raising SIGPIPE in a
+/// CMD not yet exec'd.
+const RECORD: usize = 5;
+/// More than the most CMDs one `work` runs at once (`-j` is at most 1024).
+const MAX_GROUPS: usize = 2048;
+/// How long the watchdog rests between batches of records: far below the 100 ms in which the
+/// death of `work` must take its CMDs along, and long enough to batch a busy `work`'s records.
+const WATCH_PAUSE_NS: libc::c_long = 5_000_000;
+
+impl Watchdog {
+    /// Forks the watchdog. Call it while the process is single-threaded (it is, in `work`):
+    /// the child runs only raw system calls on its own stack, never std, until `_exit`.
+    #[allow(unsafe_code)]
+    pub fn start() -> io::Result<Watchdog> {
+        let mut fds = [0 as libc::c_int; 2];
+        let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+        // SAFETY: `fds` has room for the two descriptors socketpair writes.
+        check(unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) })?;
+        let [rx, tx] = fds;
+        // SAFETY: fork takes no arguments; the child below calls only async-signal-safe
+        // functions (close, read, kill, _exit) and allocates nothing.
+        let pid = match check(unsafe { libc::fork() }) {
+            Ok(pid) => pid,
+            Err(e) => {
+                // SAFETY: both descriptors were just made by socketpair and are ours to close.
+                unsafe {
+                    libc::close(rx);
+                    libc::close(tx);
+                }
+                return Err(e);
+            }
+        };
+        if pid == 0 {
+            // SAFETY: in the forked child: it closes its copy of work's end (or the socket
+            // would never reach end-of-file) and the standard streams (a reader of work's
+            // output must see its end when work ends), then never returns.
+            unsafe {
+                libc::close(tx);
+                for fd in 0..=2 {
+                    libc::close(fd);
+                }
+                watch(rx)
+            }
+        }
+        // SAFETY: `rx` is the parent's copy of the watchdog's end, closed once here; `tx` is
+        // a descriptor socketpair made that nothing else owns.
+        let tx = unsafe {
+            libc::close(rx);
+            File::from_raw_fd(tx)
+        };
+        Ok(Watchdog {
+            pid: pid as u32,
+            tx: Some(tx),
+        })
+    }
+
+    /// The watchdog's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// From now on, `pgid` is killed if `work` dies.
+    pub fn guard(&self, pgid: u32) -> io::Result<()> {
+        self.send(b'+', pgid)
+    }
+
+    /// `pgid` is no longer ours to kill: call it after its leader has exited and its group
+    /// was sent SIGKILL, but before the leader is reaped, so that the id cannot be reused
+    /// meanwhile.
+    pub fn release(&self, pgid: u32) -> io::Result<()> {
+        self.send(b'-', pgid)
+    }
+
+    /// Forgets every registered group that has no process left: after a CMD that registered
+    /// itself (`start_detached`) failed to start, whose pid qspool never learns.
+    pub fn prune(&self) -> io::Result<()> {
+        self.send(b'?', 0)
+    }
+
+    /// The descriptor a CMD registers itself on, between its fork and its exec.
+    pub fn fd(&self) -> Option<libc::c_int> {
+        self.tx.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    fn send(&self, op: u8, pgid: u32) -> io::Result<()> {
+        let fd = self.fd().ok_or(io::ErrorKind::BrokenPipe)?;
+        check(send_record(fd, op, pgid)).map(|_| ())
+    }
+
+    /// Reaps a watchdog that has exited (it was killed on its own), so that another can be
+    /// started; `false` while it runs.
+    #[allow(unsafe_code)]
+    pub fn reap_if_dead(&self) -> io::Result<bool> {
+        if !has_exited(self.pid)? {
+            return Ok(false);
+        }
+        let mut status = 0;
+        // SAFETY: `status` is a writable int, all that waitpid writes.
+        check(unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, 0) })?;
+        Ok(true)
+    }
+}
+
+impl Drop for Watchdog {
+    /// Ends the watchdog as `work` ends, and waits for it: it reads end-of-file, has nothing
+    /// left to kill when every CMD was released, and exits at once.
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        let mut status = 0;
+        // SAFETY: `status` is a writable int, all that waitpid writes.
+        unsafe {
+            libc::waitpid(self.pid as libc::pid_t, &mut status, 0);
+        }
+    }
+}
+
+/// Sends one record; async-signal-safe, for the CMD's side of its fork too. -1 and errno on
+/// failure.
+#[allow(unsafe_code)]
+fn send_record(fd: libc::c_int, op: u8, pgid: u32) -> libc::c_int {
+    let mut record = [op; RECORD];
+    let id = pgid.to_ne_bytes();
+    record[1] = id[0];
+    record[2] = id[1];
+    record[3] = id[2];
+    record[4] = id[3];
+    // SAFETY: send reads `RECORD` bytes of `record`, which lives on this stack frame.
+    let sent = unsafe { libc::send(fd, record.as_ptr().cast(), RECORD, libc::MSG_NOSIGNAL) };
+    if sent == RECORD as isize { 0 } else { -1 }
+}
+
+/// The watchdog's whole life, in the forked child: collect groups until end-of-file, kill
+/// every one still registered, exit.
+#[allow(unsafe_code)]
+unsafe fn watch(rx: libc::c_int) -> ! {
+    let mut groups = [0 as libc::pid_t; MAX_GROUPS];
+    let mut count = 0;
+    // After a record, what else is queued is read without waiting, and then the watchdog
+    // pauses before it waits again: a busy `work` then wakes it a few hundred times a second
+    // at most, not twice per CMD, and its death is still seen within a pause.
+    let pause = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: WATCH_PAUSE_NS,
+    };
+    let mut flags = 0;
+    loop {
+        let mut record = [0u8; RECORD];
+        // SAFETY: recv writes at most `RECORD` bytes into `record`, which it owns.
+        let n = unsafe { libc::recv(rx, record.as_mut_ptr().cast(), RECORD, flags) };
+        if n < 0 {
+            // SAFETY: errno is read from this thread's own location.
+            match unsafe { *libc::__errno_location() } {
+                libc::EINTR => continue,
+                libc::EAGAIN => {
+                    // SAFETY: nanosleep reads `pause`, which this function owns; an early
+                    // return (a signal) only shortens the pause.
+                    unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+                    flags = 0;
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        flags = libc::MSG_DONTWAIT;
+        if n as usize != RECORD {
+            continue;
+        }
+        let pgid = u32::from_ne_bytes([record[1], record[2], record[3], record[4]]);
+        let pgid = libc::pid_t::try_from(pgid).unwrap_or(0);
+        match record[0] {
+            b'+' if pgid > 1 && count < MAX_GROUPS => {
+                groups[count] = pgid;
+                count += 1;
+            }
+            b'-' => {
+                if let Some(i) = groups[..count].iter().position(|&g| g == pgid) {
+                    count -= 1;
+                    groups[i] = groups[count];
+                }
+            }
+            b'?' => {
+                let mut i = 0;
+                while i < count {
+                    // SAFETY: signal 0 only asks whether the group has a process.
+                    let gone = unsafe { libc::kill(-groups[i], 0) } < 0
+                        // SAFETY: as above.
+                        && unsafe { *libc::__errno_location() } == libc::ESRCH;
+                    if gone {
+                        count -= 1;
+                        groups[i] = groups[count];
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for &g in &groups[..count] {
+        // SAFETY: kill takes two numbers; every `g` is above 1, so never our own group (0)
+        // nor every process (-1).
+        unsafe {
+            libc::kill(-g, SIGKILL);
+        }
+    }
+    // SAFETY: _exit ends the process without running anything of the parent's (no atexit
+    // handlers, no buffered output flushed twice).
+    unsafe { libc::_exit(0) }
 }
 
 /// The process group of `pid`.

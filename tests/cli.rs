@@ -45,5 +45,7 @@ mod show;
 mod stats;
 #[path = "cli/wait.rs"]
 mod wait;
+#[path = "cli/watchdog.rs"]
+mod watchdog;
 #[path = "cli/work.rs"]
 mod work;

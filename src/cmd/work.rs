@@ -36,6 +36,8 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
     let signals = Signals::block(&[os::SIGTERM, os::SIGINT, os::SIGHUP, os::SIGCHLD])
         .context("block signals")?;
     let spool = Spool::create(root, uses::MESSAGES)?;
+    // Before any CMD, while qspool is one thread: the watchdog is forked, not exec'd.
+    let watchdog = os::Watchdog::start().context("start the watchdog of the CMDs")?;
     let spool_dir = std::path::absolute(root)
         .with_context(|| format!("resolve spool path {}", root.display()))?;
     let waiter = args.wait.map(|_| Waiter::new(&spool, None));
@@ -45,6 +47,7 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
         spool_dir,
         args,
         lease_ms,
+        watchdog,
         jobs: Vec::new(),
         started: 0,
         leased: 0,
@@ -55,10 +58,12 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
     };
     work.run(&signals, waiter.as_ref());
     work.outcomes.summarize(args.quiet, work.leased);
-    Ok(if work.outcomes.all_ok() && !work.broken {
+    Ok(if work.broken {
+        Code::Error
+    } else if work.outcomes.all_ok() {
         Code::Ok
     } else {
-        Code::Error
+        Code::Failed
     })
 }
 
@@ -181,6 +186,8 @@ struct Work<'a> {
     spool_dir: PathBuf,
     args: &'a WorkArgs,
     lease_ms: u64,
+    /// Kills the running CMDs' process groups if this process dies (`os::Watchdog`).
+    watchdog: os::Watchdog,
     jobs: Vec<Job>,
     /// Leases taken so far, against `-n` (a lease given back does not count).
     started: u64,
@@ -397,7 +404,7 @@ impl Work<'_> {
             .env("QSPOOL_ID", leased.id.as_str())
             .env("QSPOOL_ATTEMPT", leased.attempt.to_string())
             .env("QSPOOL_SPOOL", &self.spool_dir);
-        os::start_detached(&mut cmd);
+        os::start_detached(&mut cmd, self.watchdog.fd());
         match cmd.spawn() {
             Ok(child) => {
                 self.jobs.push(Job {
@@ -413,6 +420,8 @@ impl Work<'_> {
                 Ok(())
             }
             Err(e) => {
+                // The child may have registered its group before its exec failed.
+                let _ = self.watchdog.prune();
                 // CMD never saw the message: give it back untouched, attempt not counted, so
                 // that a mistyped CMD cannot use up the attempts of a whole queue.
                 self.started -= 1;
@@ -460,6 +469,7 @@ impl Work<'_> {
     /// is killed first: the message's work is over, and a retry must not overlap with it.
     fn reap(&mut self) {
         self.exits_pending = false;
+        self.mind_watchdog();
         let mut i = 0;
         while i < self.jobs.len() {
             let pid = self.jobs[i].child.id();
@@ -468,6 +478,9 @@ impl Work<'_> {
                 Ok(true) => {
                     let mut job = self.jobs.remove(i);
                     let _ = os::kill_group(pid, os::SIGKILL);
+                    // Killed, and not yet reaped, so its id cannot be anyone else's yet. A
+                    // watchdog that cannot be told is dead, and its successor is not told.
+                    let _ = self.watchdog.release(pid);
                     match job.child.wait() {
                         Ok(status) => self.settle(job, status),
                         Err(e) => self.abandon(job, anyhow!(e)),
@@ -477,10 +490,41 @@ impl Work<'_> {
                     // Not ours to wait for any more (reaped elsewhere?): its pid may belong to
                     // another process by now, so it is not signalled.
                     let job = self.jobs.remove(i);
+                    let _ = self.watchdog.release(pid);
                     self.abandon(job, anyhow!(e));
                 }
             }
         }
+    }
+
+    /// A watchdog killed on its own is replaced at once, and told of every CMD still running,
+    /// so that the death of this process still takes them along. Without a watchdog no CMD
+    /// may run: qspool stops as for a signal.
+    fn mind_watchdog(&mut self) {
+        match self.watchdog.reap_if_dead() {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => return self.give_up(anyhow!(e).context("check on the watchdog")),
+        }
+        let old = self.watchdog.pid();
+        match os::Watchdog::start() {
+            Ok(w) => self.watchdog = w,
+            Err(e) => {
+                return self.give_up(anyhow!(e).context(format!(
+                    "the watchdog (pid {old}) died and another could not be started"
+                )));
+            }
+        }
+        for job in &self.jobs {
+            if let Err(e) = self.watchdog.guard(job.child.id()) {
+                return self.give_up(anyhow!(e).context("register a CMD with the new watchdog"));
+            }
+        }
+        say(&format!(
+            "the watchdog (pid {old}) died; pid {} took over, guarding {} running CMD(s)",
+            self.watchdog.pid(),
+            self.jobs.len()
+        ));
     }
 
     /// A CMD whose exit status cannot be had: its message is released at once.

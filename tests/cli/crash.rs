@@ -492,7 +492,7 @@ fn fencing_a_stopped_work_process_neither_acks_nor_requeues() {
     record_delivery(&h, "B", &bm);
     signal(work.id(), "CONT");
     let out = work.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("lease lost"), "{}", stderr(&out));
     assert_eq!(env.names("leased"), vec![receipt(&bm)]);
     assert!(env.new_names().is_empty() && env.names("done").is_empty());

@@ -729,7 +729,7 @@ wait $!
     // Not asserted: how quickly. Asserted: the grace was given to the CMD that ignored SIGTERM.
     assert!(stop.elapsed() >= grace, "{journal}");
     // Exit 1: CMDs died or were killed, as the unit's comment on Restart= says.
-    assert_eq!(status.code(), Some(1), "{journal}");
+    assert_eq!(status.code(), Some(5), "{journal}");
     // The one that ignored SIGTERM got SIGKILL from qspool, at the end of the grace.
     let ignore_id = ids.iter().find(|(_, b)| **b == "ignore").unwrap().0;
     assert!(

@@ -216,7 +216,7 @@ fn quiet_drops_the_per_message_lines_and_the_summary_of_a_clean_run() {
     // Something failed: the summary says so, still without a line per message.
     env.push("c");
     let o = run(&env, &work(&["-q", "--backoff", "1h"], "exit 3", &[]));
-    assert_exit(&o, 1);
+    assert_exit(&o, 5);
     assert_eq!(stderr(&o), "qspool: work: 1 run: 0 acked, 1 requeued\n");
 }
 
@@ -225,7 +225,7 @@ fn an_exit_100_goes_straight_to_dead_whatever_attempts_remain() {
     let env = Env::init(&["--max-attempts", "3"]);
     let id = env.push("poison");
     let o = run(&env, &work(&[], "exit 100", &[]));
-    assert_exit(&o, 1);
+    assert_exit(&o, 5);
     let dead = env.names("dead");
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].starts_with(&format!("{id},a1,f")), "{dead:?}");
@@ -260,7 +260,7 @@ fn a_failure_is_requeued_with_a_backoff_that_doubles_up_to_the_cap() {
         let before = now_ms();
         let o = run(&env, &fail);
         let after = now_ms();
-        assert_exit(&o, 1);
+        assert_exit(&o, 5);
         let names = env.new_names();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(
@@ -286,7 +286,7 @@ fn a_failure_is_requeued_with_a_backoff_that_doubles_up_to_the_cap() {
         wait_until(LONG, "the retry to come due", || now_ms() >= v);
     }
     let o = run(&env, &fail);
-    assert_exit(&o, 1);
+    assert_exit(&o, 5);
     let err = stderr(&o);
     assert!(
         err.contains("; dead-lettered after its last attempt (4)\n"),
@@ -311,7 +311,7 @@ fn the_second_failure_of_a_two_attempt_spool_goes_to_dead() {
     let env = Env::init(&["--max-attempts", "2"]);
     let id = env.push("doomed");
     let fail = work(&["--backoff", "200ms"], "exit 3", &[]);
-    assert_exit(&run(&env, &fail), 1);
+    assert_exit(&run(&env, &fail), 5);
     let names = env.new_names();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with(&format!("{id},a1,v")), "{names:?}");
@@ -319,7 +319,7 @@ fn the_second_failure_of_a_two_attempt_spool_goes_to_dead() {
     wait_until(LONG, "the retry to come due", || now_ms() >= v);
 
     let o = run(&env, &fail);
-    assert_exit(&o, 1);
+    assert_exit(&o, 5);
     assert!(stderr(&o).contains(&format!("{id} attempt 2: exit 3 after ")));
     let dead = env.names("dead");
     assert_eq!(dead.len(), 1, "{dead:?}");
@@ -332,7 +332,7 @@ fn with_no_backoff_one_run_retries_a_message_until_it_is_dead() {
     let env = Env::init(&["--max-attempts", "3"]);
     let id = env.push("hopeless");
     let o = run(&env, &work(&["--backoff", "0"], "exit 3", &[]));
-    assert_exit(&o, 1);
+    assert_exit(&o, 5);
     let lines = lines_of(&o);
     assert_eq!(lines.len(), 4, "{lines:?}");
     for (n, line) in lines[..3].iter().enumerate() {
@@ -360,7 +360,7 @@ fn a_cmd_killed_by_a_signal_is_a_failure_and_requeued() {
                 &[],
             ),
         );
-        assert_exit(&o, 1);
+        assert_exit(&o, 5);
         let names = env.new_names();
         assert_eq!(names.len(), 1, "{sig}: {names:?}");
         assert!(names[0].starts_with(&format!("{id},a1,v")), "{names:?}");
@@ -474,7 +474,7 @@ fn a_cmd_that_dies_of_the_shutdown_sigterm_is_released_at_once() {
     });
     w.signal("TERM");
     let ended = w.finish();
-    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert_eq!(ended.status.code(), Some(5), "{}", ended.stderr);
     let lines: Vec<&str> = ended.stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
@@ -518,7 +518,7 @@ fn kill_after_grace(env: &Env) -> (String, Ended) {
         "work took {:?} to kill a CMD with a 300ms grace",
         ended.at - sent
     );
-    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert_eq!(ended.status.code(), Some(5), "{}", ended.stderr);
     wait_until(LONG, "CMD's process group to die", || {
         group_members(pgid).is_empty()
     });
@@ -599,7 +599,7 @@ fn a_second_sigterm_or_sigint_ends_the_grace_at_once_but_a_sighup_does_not() {
             "work took {:?} after SIG{second}",
             ended.at - sent
         );
-        assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+        assert_eq!(ended.status.code(), Some(5), "{}", ended.stderr);
         let lines: Vec<&str> = ended.stderr.lines().collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
@@ -743,7 +743,7 @@ fn by_default_cmds_run_one_at_a_time_in_queue_order() {
             &[&out, "2", "10"],
         ),
     );
-    assert_exit(&o, 1);
+    assert_exit(&o, 5);
     let lines = lines_of(&o);
     assert_eq!(lines.len(), 3, "{lines:?}");
     for (line, id) in lines[..2].iter().zip(&ids) {
@@ -921,7 +921,7 @@ fn with_wait_a_failed_message_is_retried_in_the_same_run_after_its_backoff() {
         ),
     );
     // One run failed, so work reports failure although the message ended well.
-    assert_exit(&o, 1);
+    assert_exit(&o, 5);
     let lines = lines_of(&o);
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(
@@ -1062,7 +1062,7 @@ fn a_lease_lost_while_cmd_runs_stops_cmd_and_leaves_the_message_alone() {
         "work let CMD run on for {:?} after its lease was lost",
         ended.at - started
     );
-    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert_eq!(ended.status.code(), Some(5), "{}", ended.stderr);
     let lines: Vec<&str> = ended.stderr.lines().collect();
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(
@@ -1092,7 +1092,7 @@ fn a_cmd_that_succeeds_after_its_lease_was_lost_cannot_ack() {
     let out = scratch_dir(&env, "out");
     let script = r#"mv "$QSPOOL_SPOOL/leased/$QSPOOL_ID",* "$1/stolen""#;
     let o = run(&env, &work(&[], script, &[&out]));
-    assert_exit(&o, 1);
+    assert_exit(&o, 5);
     let lines = lines_of(&o);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
@@ -1177,7 +1177,7 @@ fn a_cmd_that_reports_the_shutdown_sigterm_as_exit_143_is_released_at_once() {
     });
     w.signal("TERM");
     let ended = w.finish();
-    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert_eq!(ended.status.code(), Some(5), "{}", ended.stderr);
     assert!(
         ended.stderr.contains(": exit 143 after ") && ended.stderr.contains("stopped at shutdown"),
         "{}",
