@@ -3,6 +3,8 @@
 #
 #   bench/pop-depth.sh                      # depths 100 and 1000000
 #   bench/pop-depth.sh 100 10000 1000000    # any list of depths
+#   BENCH_LEASES="0 20000 200000" bench/pop-depth.sh 100
+#                                           # the same depth with that many live leases
 #
 # For each depth it builds a fresh spool, fills it with the tool itself
 # (`seq N | qspool push --lines --no-sync`), then times K separate one-shot
@@ -16,9 +18,12 @@
 #
 # Environment:
 #   BENCH_POPS (or K)   timed pops per depth                  [200]
+#   BENCH_LEASES        live leases held while the pops run, a list; each depth is
+#                       measured with each (one `pop -n L --lease 12h` takes them)  [0]
 #   BENCH_WARMUP        untimed pops before them               [5]
 #   BENCH_PUSHES        timed one-message fsync'd pushes       [10]
 #   BENCH_DIR           where the temporary spools go          [$TMPDIR or /tmp]
+#   BENCH_QSPOOL        a qspool binary to measure instead of building this tree
 #   BENCH_TIMER         hyperfine | python | bash              [first available]
 #   BENCH_KEEP=1        keep the spools instead of deleting them
 #
@@ -33,7 +38,8 @@ WARMUP=${BENCH_WARMUP:-5}
 PUSHES=${BENCH_PUSHES:-10}
 if [ "$#" -gt 0 ]; then DEPTHS=("$@"); else DEPTHS=(100 1000000); fi
 
-for n in "$POPS" "$WARMUP" "$PUSHES" "${DEPTHS[@]}"; do
+read -r -a LEASES <<<"${BENCH_LEASES:-0}"
+for n in "$POPS" "$WARMUP" "$PUSHES" "${DEPTHS[@]}" "${LEASES[@]}"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "pop-depth: not a non-negative integer: $n" >&2; exit 2; }
 done
 # Smallest first: every ratio is against the smallest depth.
@@ -126,10 +132,16 @@ summarize() {
 ms() { awk -v u="$1" 'BEGIN { printf "%.3f", u / 1000 }'; }
 
 # ---- build -------------------------------------------------------------------------------------
-echo "== building release binary"
-# Cargo says where the binary is: the target directory and the build target may be set anywhere.
-QSPOOL=$(cd "$ROOT" && cargo build --release --quiet --message-format=json |
-    sed -n 's/.*"executable":"\([^"]*\/qspool\)".*/\1/p' | tail -n 1)
+if [ -n "${BENCH_QSPOOL:-}" ]; then
+    # A binary built elsewhere (an earlier release, say), measured as it is.
+    QSPOOL=$BENCH_QSPOOL
+else
+    echo "== building release binary"
+    # Cargo says where the binary is: the target directory and the build target may be set
+    # anywhere.
+    QSPOOL=$(cd "$ROOT" && cargo build --release --quiet --message-format=json |
+        sed -n 's/.*"executable":"\([^"]*\/qspool\)".*/\1/p' | tail -n 1)
+fi
 [ -x "$QSPOOL" ] || { echo "$0: cargo built no qspool binary" >&2; exit 1; }
 [ -x "$QSPOOL" ] || { echo "pop-depth: no binary at $QSPOOL" >&2; exit 1; }
 
@@ -162,16 +174,22 @@ echo "== baseline \`qspool --version\`: median $(ms "$B_MED") ms, mean $(ms "$B_
 ROWS=()
 BASE_MED=
 for depth in "${DEPTHS[@]}"; do
-    spool=$WORK/spool-$depth
-    fill=$((depth + EXTRA))
+for live in "${LEASES[@]}"; do
+    spool=$WORK/spool-$depth-$live
+    fill=$((depth + EXTRA + live))
     echo
-    echo "== depth $depth: filling $spool with $fill messages"
+    echo "== depth $depth, $live live leases: filling $spool with $fill messages"
     t0=$(now_us)
     seq "$fill" | "$QSPOOL" -s "$spool" push --lines --no-sync >/dev/null
     t1=$(now_us)
     fill_us=$((t1 - t0))
     fill_rate=$(awk -v n="$fill" -v u="$fill_us" 'BEGIN { printf "%.0f", n / (u / 1e6) }')
     echo "   fill: $(ms "$fill_us") ms, $fill_rate msg/s"
+    if [ "$live" -gt 0 ]; then
+        # The oldest messages, held for the whole run as a batch consumer holds them.
+        "$QSPOOL" -s "$spool" pop -n "$live" --json --lease 12h >/dev/null
+        echo "   leased $live messages for 12h"
+    fi
 
     # The bucket tree the fill made: how many directories per level, and the widest of each.
     new=$spool/new
@@ -222,17 +240,18 @@ for depth in "${DEPTHS[@]}"; do
     echo "   pop: mean $(ms "$P_MEAN") ms, median $(ms "$P_MED") ms, p95 $(ms "$P_P95") ms, min $(ms "$P_MIN") ms; ratio $ratio"
     echo "   stats --json: $(ms "$stats_us") ms; push (fsync) median of $PUSHES: $(ms "$U_MED") ms"
 
-    ROWS+=("$(printf '%10s %10s %10s %9s %9s %9s %7s %10s %10s %8s %9s' \
-        "$depth" "$(awk -v u="$fill_us" 'BEGIN { printf "%.2f", u / 1e6 }')" "$fill_rate" \
+    ROWS+=("$(printf '%10s %8s %10s %10s %9s %9s %9s %7s %10s %10s %8s %9s' \
+        "$depth" "$live" "$(awk -v u="$fill_us" 'BEGIN { printf "%.2f", u / 1e6 }')" "$fill_rate" \
         "$(ms "$P_MEAN")" "$(ms "$P_MED")" "$(ms "$P_P95")" "${ratio}x" \
         "$(ms "$stats_us")" "$(ms "$U_MED")" "$l2/$l3" "$max_leaf")")
 
     if [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$spool"; fi
 done
+done
 
 echo
-echo "== results ($POPS one-shot \`pop --ack\` per depth, ms; ratio = median / median at depth ${DEPTHS[0]};"
+echo "== results ($POPS one-shot \`pop --ack\` per depth, ms; ratio = median / median of the first row;"
 echo "   depth held between depth+$POPS and depth by $EXTRA extra messages; baseline --version median $(ms "$B_MED") ms)"
-printf '%10s %10s %10s %9s %9s %9s %7s %10s %10s %8s %9s\n' \
-    depth fill_s fill_msg/s pop_mean pop_med pop_p95 ratio stats_ms push_fs_ms SSS/MMM max_leaf
+printf '%10s %8s %10s %10s %9s %9s %9s %7s %10s %10s %8s %9s\n' \
+    depth leases fill_s fill_msg/s pop_mean pop_med pop_p95 ratio stats_ms push_fs_ms SSS/MMM max_leaf
 for r in "${ROWS[@]}"; do echo "$r"; done

@@ -23,6 +23,8 @@ mod generated;
 mod hostile;
 #[path = "cli/init.rs"]
 mod init;
+#[path = "cli/leased_tree.rs"]
+mod leased_tree;
 #[path = "cli/pop.rs"]
 mod pop;
 #[path = "cli/prometheus.rs"]

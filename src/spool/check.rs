@@ -7,7 +7,10 @@
 
 use super::at::{self, Stat};
 use super::durable::{DIR_MODE, FILE_MODE, is_plain};
-use super::name::{BUCKET_WIDTHS, Bucket, Ended, Id, Leased, Ready};
+use super::name::{
+    BUCKET_WIDTHS, Bucket, Ended, Id, LEASED_DEPTH, Leased, NEW_DEPTH, Ready, lease_bucket_start,
+    lease_parts,
+};
 use super::walk::{self, Node, NotBucket, Visit};
 use super::{Dir, Spool, TMP_MAX_AGE};
 use crate::duration::{MAX_LEASE_MS, format_ms};
@@ -175,8 +178,10 @@ impl Check {
         }
         self.tmp(spool.fd(Dir::Tmp)?)?;
         let new_path = spool.dir(Dir::New);
-        let _ = walk::walk(&walk::top(spool.fd(Dir::New)?, &new_path), self)?;
-        self.leased(spool.fd(Dir::Leased)?)?;
+        let _ = walk::walk(&walk::top(spool.fd(Dir::New)?, &new_path, NEW_DEPTH), self)?;
+        let leased_path = spool.dir(Dir::Leased);
+        let leased = walk::top(spool.fd(Dir::Leased)?, &leased_path, LEASED_DEPTH);
+        let _ = walk::walk(&leased, self)?;
         self.ended(spool.fd(Dir::Done)?, Dir::Done, 3)?;
         self.ended(spool.fd(Dir::Dead)?, Dir::Dead, 2)?;
         self.duplicates();
@@ -253,26 +258,40 @@ impl Check {
         Ok(())
     }
 
-    fn leased(&mut self, dir: &File) -> Result<()> {
-        for (name, meta) in walk::sorted_entries(dir, &self.root.join(Dir::Leased.name()))? {
-            let rel = Path::new(Dir::Leased.name()).join(&name);
+    /// A lease where it belongs: its bucket, or flat in `leased/` as an earlier release wrote.
+    fn lease(&mut self, rel: PathBuf, meta: &Stat, l: Leased) {
+        if l.expires_ms > self.now.saturating_add(MAX_LEASE_MS) {
+            let detail = format!(
+                "expires in {}, more than 12h ahead (a clock that jumped?)",
+                format_ms((l.expires_ms - self.now) / 1000 * 1000)
+            );
+            let fix = Fix::ReportOnly(
+                "fsck does not change leases: ack, requeue or bury it with its receipt",
+            );
+            self.find(Problem::LeaseTooFar, rel.clone(), detail, fix);
+        }
+        self.attributes(rel.clone(), meta, false);
+        self.seen(l.id, rel, 1, l.attempt, l.expires_ms);
+    }
+
+    fn lease_leaf(&mut self, leaf: &Node<'_>) -> Result<()> {
+        for (name, meta) in walk::sorted_entries(leaf.dir, leaf.path)? {
+            let rel = self.rel(&leaf.path.join(&name));
             let lease = name.to_str().and_then(|n| Leased::parse(n).ok());
             if self.misplaced(&rel, &meta, lease.is_some(), "leased-name") {
                 continue;
             }
             let l = lease.expect("parsed");
-            if l.expires_ms > self.now.saturating_add(MAX_LEASE_MS) {
+            if lease_bucket_start(l.expires_ms) != leaf.base {
+                let [a, b] = lease_parts(l.expires_ms);
                 let detail = format!(
-                    "expires in {}, more than 12h ahead (a clock that jumped?)",
-                    format_ms((l.expires_ms - self.now) / 1000 * 1000)
+                    "expires at {}, which belongs in leased/{a}/{b}, not in this bucket",
+                    l.expires_ms
                 );
-                let fix = Fix::ReportOnly(
-                    "fsck does not change leases: ack, requeue or bury it with its receipt",
-                );
-                self.find(Problem::LeaseTooFar, rel.clone(), detail, fix);
+                self.find(Problem::ForeignName, rel, detail, Fix::SetAside);
+                continue;
             }
-            self.attributes(rel.clone(), &meta, false);
-            self.seen(l.id, rel, 1, l.attempt, l.expires_ms);
+            self.lease(rel, &meta, l);
         }
         Ok(())
     }
@@ -353,10 +372,27 @@ impl Visit for Check {
             Err(e) => return Err(e).with_context(|| format!("lstat {}", path.display())),
         };
         let rel = self.rel(&path);
+        // In `leased/` itself, a leased-name is a lease an earlier release wrote flat.
+        let flat = parent.depth == LEASED_DEPTH && parent.level == 0 && why == NotBucket::Name;
+        if let Some(l) = name
+            .to_str()
+            .filter(|_| flat)
+            .and_then(|n| Leased::parse(n).ok())
+        {
+            if !self.misplaced(&rel, &meta, true, "leased-name") {
+                self.lease(rel, &meta, l);
+            }
+            return Ok(());
+        }
         match why {
             NotBucket::Name => {
+                let also = if parent.depth == LEASED_DEPTH && parent.level == 0 {
+                    " and leases of the flat layout"
+                } else {
+                    ""
+                };
                 let detail = format!(
-                    "{}, but only bucket directories ({} digits) belong here",
+                    "{}, but only bucket directories ({} digits){also} belong here",
                     what(&meta),
                     BUCKET_WIDTHS[parent.level]
                 );
@@ -373,6 +409,10 @@ impl Visit for Check {
     }
 
     fn leaf(&mut self, leaf: &Node<'_>) -> Result<ControlFlow<Self::Stop>> {
+        if leaf.depth == LEASED_DEPTH {
+            self.lease_leaf(leaf)?;
+            return Ok(ControlFlow::Continue(()));
+        }
         let base = leaf.base;
         for (name, meta) in walk::sorted_entries(leaf.dir, leaf.path)? {
             let rel = self.rel(&leaf.path.join(&name));

@@ -148,7 +148,7 @@ impl BucketDirs {
     fn open(
         new_dir: &File,
         new_path: &Path,
-        parts: &[String; 3],
+        parts: &[String],
         tries: &mut usize,
     ) -> io::Result<BucketDirs> {
         'again: while *tries > 0 {
@@ -211,6 +211,13 @@ impl BucketDirs {
         Ok(())
     }
 
+    /// `sync_made`, once: later renames into the same bucket, reusing it, make no level.
+    pub fn sync_made_once(&mut self) -> io::Result<()> {
+        self.sync_made()?;
+        self.made_in.clear();
+        Ok(())
+    }
+
     /// Renames `src_dir/src` into the leaf as `name`, never over an existing entry.
     pub fn rename_in(&self, src_dir: &File, src: &str, name: &str) -> io::Result<()> {
         let leaf = &self.dirs.last().expect("a leaf").1;
@@ -220,7 +227,7 @@ impl BucketDirs {
 
 /// Opens the existing bucket `new/<parts>` level by level, never through a link, making
 /// nothing: a missing level is `NotFound`.
-pub fn open_bucket(new_dir: &File, parts: &[String; 3]) -> io::Result<File> {
+pub fn open_bucket(new_dir: &File, parts: &[String]) -> io::Result<File> {
     let mut dir = at::open_dir(new_dir, &parts[0])?;
     for part in &parts[1..] {
         dir = at::open_dir(&dir, part)?;
@@ -243,7 +250,7 @@ pub fn rename_into_bucket(
     src: Src<'_>,
     new_dir: &File,
     new_path: &Path,
-    parts: &[String; 3],
+    parts: &[String],
     name: &str,
     reuse: Option<BucketDirs>,
 ) -> io::Result<BucketDirs> {

@@ -2,7 +2,7 @@
 //! tidying what crashed pushes left in `tmp/`. Commands reach messages only through these.
 
 use super::durable::{self, is_missing};
-use super::name::{Ended, Id, Leased, Ready};
+use super::name::{Ended, Id, Ready};
 use super::scan::{Named, State};
 use super::{Dir, Spool, TMP_MAX_AGE, at};
 use anyhow::{Context, Result};
@@ -19,13 +19,9 @@ impl Spool {
                 .dir(Dir::New)
                 .join(r.bucket().rel_path())
                 .join(r.to_string()),
+            Named::Leased(l) => self.found_lease_path(l),
             _ => self.dir(m.dir()).join(m.file_name()),
         }
-    }
-
-    /// A lease's path, for what is said to people (a receipt is a lease's name).
-    pub fn leased_path(&self, r: &Leased) -> PathBuf {
-        self.dir(Dir::Leased).join(r.to_string())
     }
 
     /// Opens a message's payload for reading, and says how big it is: a plain, singly linked
@@ -36,13 +32,9 @@ impl Spool {
                 let leaf = durable::open_bucket(self.fd(Dir::New)?, &r.bucket().parts())?;
                 durable::open_message(&leaf, &r.to_string())
             }
+            Named::Leased(l) => self.open_leased(l),
             _ => durable::open_message(self.fd(m.dir())?, &m.file_name()),
         }
-    }
-
-    /// `open_payload` of a lease this process holds: what `pop` and `work` hand out.
-    pub fn open_leased(&self, l: &Leased) -> io::Result<(File, u64)> {
-        durable::open_message(self.fd(Dir::Leased)?, &l.to_string())
     }
 
     /// Deletes a message for good, if it is a plain file: a foreign entry under its name is
@@ -53,6 +45,11 @@ impl Spool {
                 let leaf = durable::open_bucket(self.fd(Dir::New)?, &r.bucket().parts())?;
                 durable::remove_plain(&leaf, &r.to_string())
             }
+            Named::Leased(l) => match self.lease_dir(l) {
+                Ok(Some(dir)) => durable::remove_plain(&dir, &l.to_string()),
+                Ok(None) => Err(io::ErrorKind::NotFound.into()),
+                Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{e:#}"))),
+            },
             _ => durable::remove_plain(self.fd(m.dir())?, &m.file_name()),
         }
     }
@@ -82,13 +79,22 @@ impl Spool {
         // leased/, done/ and dead/ are matched by name only, plain files or not: an entry that
         // is not a plain file is then refused by `open_payload`, with its path, rather than
         // missed.
-        for d in [Dir::Leased, Dir::Done, Dir::Dead] {
+        self.walk_leases(None, &mut |e| {
+            if let Some(l) = e.lease.filter(|l| &l.id == id) {
+                let named = Named::Leased(l);
+                found.push((named.state_at(now), named));
+            }
+            Ok(())
+        })?;
+        for d in [Dir::Done, Dir::Dead] {
             for name in self.names_with_id(d, id)? {
-                let named = match d {
-                    Dir::Leased => Leased::parse(&name).ok().map(Named::Leased),
-                    Dir::Done => Ended::parse(&name).ok().map(Named::Done),
-                    _ => Ended::parse(&name).ok().map(Named::Dead),
-                };
+                let named = Ended::parse(&name).ok().map(|e| {
+                    if d == Dir::Done {
+                        Named::Done(e)
+                    } else {
+                        Named::Dead(e)
+                    }
+                });
                 if let Some(named) = named {
                     found.push((named.state_at(now), named));
                 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod durable;
 pub mod idgen;
 pub mod lease;
+pub mod leased;
 pub mod message;
 pub mod name;
 pub mod push;

@@ -208,6 +208,12 @@ pub struct Bucket(pub u64);
 pub const BUCKET_WIDTHS: [usize; 3] = [7, 3, 3];
 /// How many milliseconds one entry of each level spans.
 pub const BUCKET_SPANS: [u64; 3] = [1_000_000, 1_000, 1];
+/// The level of `new/`'s leaves: one per visible-at millisecond.
+pub const NEW_DEPTH: usize = 3;
+/// The level of `leased/`'s leaves: one per second of expiry. A pop makes a lease's bucket
+/// (and fsyncs its parent) once per second of expiry, not once per lease, and lists at most
+/// the current second's leases beyond bucket names.
+pub const LEASED_DEPTH: usize = 2;
 
 impl Bucket {
     pub fn of(visible_ms: u64) -> Bucket {
@@ -228,6 +234,20 @@ impl Bucket {
         let [a, b, c] = self.parts();
         format!("{a}/{b}/{c}")
     }
+}
+
+/// The two-level directory path under `leased/` for one lease: `leased/KKKKKKK/SSS/`, from
+/// the expiry in its name, so that a receipt names its file's whole path.
+pub fn lease_parts(expires_ms: u64) -> [String; 2] {
+    [
+        format!("{:07}", expires_ms / 1_000_000),
+        format!("{:03}", (expires_ms / 1_000) % 1_000),
+    ]
+}
+
+/// The first millisecond of the `leased/` bucket of a lease expiring at `expires_ms`.
+pub fn lease_bucket_start(expires_ms: u64) -> u64 {
+    expires_ms - expires_ms % 1_000
 }
 
 /// Parses one level's directory name (`level` 0, 1 or 2) into its numeric value.
@@ -473,6 +493,31 @@ mod tests {
             .map(|l| bucket_level(&parts[l], l).unwrap() * BUCKET_SPANS[l])
             .sum();
         assert_eq!(back, 1_795_833_091_123);
+    }
+
+    #[test]
+    fn a_lease_bucket_is_the_second_of_its_expiry_and_reads_back_to_its_start() {
+        for l in [
+            0,
+            999,
+            1_000,
+            1_795_833_091_123,
+            1_795_833_999_999,
+            9_999_999_999_999,
+        ] {
+            let parts = lease_parts(l);
+            let start: u64 = (0..LEASED_DEPTH)
+                .map(|i| bucket_level(&parts[i], i).unwrap() * BUCKET_SPANS[i])
+                .sum();
+            assert_eq!(start, lease_bucket_start(l), "{l}");
+            assert!(
+                start <= l && l < start + BUCKET_SPANS[LEASED_DEPTH - 1],
+                "{l}"
+            );
+            // The first two levels of new/'s bucket of the same millisecond.
+            assert_eq!(parts[..], Bucket::of(l).parts()[..LEASED_DEPTH], "{l}");
+        }
+        assert_eq!(lease_parts(1_795_833_091_123), ["1795833", "091"]);
     }
 
     #[test]

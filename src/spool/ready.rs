@@ -5,9 +5,9 @@
 //! work done is bounded by the bucket fan-out and by one millisecond's worth of messages, not by
 //! the queue's depth.
 
-use super::durable::{self, is_missing};
+use super::durable::{self, BucketDirs, Src, is_missing};
 use super::lease;
-use super::name::{BUCKET_SPANS, Ended, Leased, Ready};
+use super::name::{BUCKET_SPANS, Ended, Leased, NEW_DEPTH, Ready, lease_bucket_start};
 use super::walk::{self, Listed, Node, NotBucket, Visit};
 use super::{Dir, Spool, at};
 use anyhow::{Context, Result};
@@ -38,6 +38,9 @@ struct Want<'v> {
     lease_ms: u64,
     max: usize,
     got: &'v mut Vec<Lease>,
+    /// The `leased/` bucket the last lease went into, by its first millisecond: a batch's
+    /// leases share their expiry, and so one bucket, opened once.
+    bucket: Option<(u64, BucketDirs)>,
 }
 
 /// Why a walk stopped before the end of the tree.
@@ -76,6 +79,7 @@ impl Spool {
             lease_ms,
             max: got.len() + max,
             got,
+            bucket: None,
         };
         if max == 0 {
             return Ok(None);
@@ -83,7 +87,10 @@ impl Spool {
         let new_root = self.dir(Dir::New);
         let mut pop = Pop { spool: self, want };
         Ok(
-            match walk::walk(&walk::top(self.fd(Dir::New)?, &new_root), &mut pop)? {
+            match walk::walk(
+                &walk::top(self.fd(Dir::New)?, &new_root, NEW_DEPTH),
+                &mut pop,
+            )? {
                 ControlFlow::Break(Step::Future(at)) => Some(at),
                 ControlFlow::Break(Step::Full) | ControlFlow::Continue(()) => None,
             },
@@ -139,13 +146,31 @@ impl Spool {
                 expires_ms: lease::deadline(now, lease_ms),
                 token: super::idgen::random_u64(),
             };
-            let to = leased.to_string();
-            match at::rename_noreplace(leaf, &src, self.fd(Dir::Leased)?, &to) {
-                Ok(()) => {
+            let start = lease_bucket_start(leased.expires_ms);
+            let reuse = match want.bucket.take() {
+                Some((s, b)) if s == start => Some(b),
+                _ => None,
+            };
+            let moved = self.rename_to_lease(
+                Src {
+                    dir: leaf,
+                    name: &src,
+                },
+                &leased,
+                reuse,
+            );
+            match moved {
+                Ok(placed) => {
+                    want.bucket = placed.bucket.map(|b| (start, b));
                     want.got.push(Lease {
                         enqueued_us: r.id.enqueued_us(),
                         leased,
                     });
+                    // A lease in a bucket level a crash could undo would take the message
+                    // with it: the caller releases what it got.
+                    placed.synced.with_context(|| {
+                        format!("lease {}: sync its bucket", leaf_path.join(&src).display())
+                    })?;
                     taken += 1;
                     if want.got.len() < want.max {
                         continue;
@@ -217,15 +242,15 @@ impl Visit for Pop<'_, '_> {
 /// How long after its span, and after its last change, a bucket is left alone, so that pushers
 /// still making it (one level at a time) do not lose it. Empty buckets that recent are listed,
 /// not removed.
-const REMOVE_GRACE_MS: u64 = 25;
+pub(super) const REMOVE_GRACE_MS: u64 = 25;
 
 /// Whether a directory last changed at `changed_ms` has been left alone for the grace period.
-fn settled_at(changed_ms: u64, now: u64) -> bool {
+pub(super) fn settled_at(changed_ms: u64, now: u64) -> bool {
     changed_ms.saturating_add(REMOVE_GRACE_MS) <= now
 }
 
 /// Whether an empty bucket spanning `span` ms from `start` may be removed at `now`.
-fn may_remove(start: u64, span: u64, now: u64) -> bool {
+pub(super) fn may_remove(start: u64, span: u64, now: u64) -> bool {
     start.saturating_add(span).saturating_add(REMOVE_GRACE_MS) <= now
 }
 

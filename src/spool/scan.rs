@@ -3,7 +3,7 @@
 
 use super::durable::is_plain;
 use super::lease;
-use super::name::{Ended, Id, Leased, Ready};
+use super::name::{Ended, Id, Leased, NEW_DEPTH, Ready};
 use super::walk::{self, Listed, Node, NotBucket, Visit};
 use super::{Dir, Spool};
 use anyhow::Result;
@@ -358,7 +358,10 @@ impl Spool {
             f: &mut |x| feed(&mut first, x),
             jobs: Some(&mut jobs),
         };
-        let _ = walk::walk(&walk::top(self.fd(Dir::New)?, &new_path), &mut gather)?;
+        let _ = walk::walk(
+            &walk::top(self.fd(Dir::New)?, &new_path, NEW_DEPTH),
+            &mut gather,
+        )?;
         let next = std::sync::atomic::AtomicUsize::new(0);
         let work = |s: &mut S| -> Result<()> {
             loop {
@@ -423,6 +426,7 @@ impl Spool {
             path: &path,
             parent: Some((&first, &parts[1])),
             level: 2,
+            depth: NEW_DEPTH,
             base,
             st: None,
         };
@@ -430,11 +434,13 @@ impl Spool {
         Ok(())
     }
 
-    /// Calls `f` with every entry of one flat state directory: `tmp/`, `leased/`, `done/` or
-    /// `dead/`.
+    /// Calls `f` with every entry of one state directory: `tmp/`, `done/` or `dead/` (flat), or
+    /// `new/` or `leased/` (trees).
     fn scan_flat(&self, d: Dir, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
-        if d == Dir::New {
-            return self.scan_new_tree(now, f);
+        match d {
+            Dir::New => return self.scan_new_tree(now, f),
+            Dir::Leased => return self.scan_leased(now, f),
+            _ => {}
         }
         let (dir, path) = (self.fd(d)?, self.dir(d));
         walk::for_each_entry(dir, &path, |name, st| {
@@ -445,10 +451,6 @@ impl Spool {
                         f(None);
                     }
                 }
-                Dir::Leased => match Leased::parse(name) {
-                    Ok(l) if plain => f(Some(Seen::of(Named::Leased(l), st.size, now))),
-                    _ => f(None),
-                },
                 _ => match Ended::parse(name) {
                     Ok(e) if plain => {
                         let name = if d == Dir::Dead {
@@ -464,12 +466,30 @@ impl Spool {
         })
     }
 
+    /// `scan` of `leased/`'s tree: live and expired leases, and the foreign entries there.
+    fn scan_leased(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
+        self.walk_leases(None, &mut |e| {
+            match (e.stat()?, e.lease) {
+                (None, _) => {}
+                (Some(st), Some(l)) if is_plain(&st) => {
+                    f(Some(Seen::of(Named::Leased(l), st.size, now)))
+                }
+                (Some(_), _) => f(None),
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// `scan` of `new/` alone (ready and delayed messages, and the foreign entries there): for a
     /// caller that needs only those, without listing and `lstat`ing every other state.
     pub fn scan_new_tree(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
         let new_path = self.dir(Dir::New);
         let mut scanner = Scanner { now, f, jobs: None };
-        let _ = walk::walk(&walk::top(self.fd(Dir::New)?, &new_path), &mut scanner)?;
+        let _ = walk::walk(
+            &walk::top(self.fd(Dir::New)?, &new_path, NEW_DEPTH),
+            &mut scanner,
+        )?;
         Ok(())
     }
 }

@@ -8,14 +8,8 @@ use super::lease::{self, Release};
 use super::name::{Bucket, Ended, Id, Leased, Ready};
 use super::{Dir, Spool, at, now_ms};
 use anyhow::{Context, Result};
+use std::fs::File;
 use std::path::PathBuf;
-
-/// What `reclaim_expired` did, and when the next lease it saw will expire.
-#[derive(Debug, Default)]
-pub struct Reclaimed {
-    pub moved: Vec<(Id, Released)>,
-    pub next_expiry_ms: Option<u64>,
-}
 
 /// A move into `new/` that happened, but whose new bucket levels could not be fsynced: the
 /// message is there and may be taken, yet a crash could still put it back where it was (which
@@ -75,10 +69,10 @@ impl Spool {
                     visible_ms,
                 };
                 let name = r.to_string();
-                if !self.check_source(Dir::Leased, &name)? {
+                let Some(from) = self.lease_dir(r)? else {
                     return Ok(None);
-                }
-                match self.rename_to_new(Dir::Leased, &name, &ready) {
+                };
+                match self.rename_to_new(&from, &name, &ready) {
                     Ok(Ok(())) => Ok(Some(Released::Requeued { visible_ms })),
                     Ok(Err(not_durable)) => Err(anyhow::Error::new(not_durable)
                         .context(format!("requeue {}", self.leased_path(r).display()))),
@@ -101,10 +95,10 @@ impl Spool {
             visible_ms: now_ms(),
         };
         let name = r.to_string();
-        if !self.check_source(Dir::Leased, &name)? {
+        let Some(from) = self.lease_dir(r)? else {
             return Ok(false);
-        }
-        match self.rename_to_new(Dir::Leased, &name, &ready) {
+        };
+        match self.rename_to_new(&from, &name, &ready) {
             Ok(Ok(())) => Ok(true),
             Ok(Err(not_durable)) => Err(anyhow::Error::new(not_durable)
                 .context(format!("give back {}", self.leased_path(r).display()))),
@@ -115,7 +109,8 @@ impl Spool {
         }
     }
 
-    /// Replaces a lease by a new one expiring `lease_ms` from now. The old receipt dies with it.
+    /// Replaces a lease by a new one expiring `lease_ms` from now, in the bucket of its new
+    /// expiry: one rename. The old receipt dies with it.
     pub fn extend(&self, r: &Leased, lease_ms: u64) -> Result<Option<Leased>> {
         let next = Leased {
             id: r.id.clone(),
@@ -123,9 +118,33 @@ impl Spool {
             expires_ms: lease::deadline(now_ms(), lease_ms),
             token: super::idgen::random_u64(),
         };
-        Ok(self
-            .move_leased(r, Dir::Leased, &next.to_string())?
-            .then_some(next))
+        let Some(from) = self.lease_dir(r)? else {
+            return Ok(None);
+        };
+        let src = r.to_string();
+        let moved = self.rename_to_lease(
+            Src {
+                dir: &from,
+                name: &src,
+            },
+            &next,
+            None,
+        );
+        match moved {
+            // The new name must not sit in a bucket level a crash could undo: that would
+            // take the message with it.
+            Ok(placed) => match placed.synced {
+                Ok(()) => Ok(Some(next)),
+                Err(e) => Err(e).with_context(|| {
+                    format!(
+                        "extended to {}, but not durably: sync its bucket",
+                        self.leased_path(&next).display()
+                    )
+                }),
+            },
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("extend {}", self.leased_path(r).display())),
+        }
     }
 
     /// dead → new with the attempt count reset and the id unchanged. `false` when it was not there.
@@ -140,7 +159,7 @@ impl Spool {
             visible_ms: now_ms(),
         };
         let path = self.dir(Dir::Dead).join(&name);
-        match self.rename_to_new(Dir::Dead, &name, &ready) {
+        match self.rename_to_new(self.fd(Dir::Dead)?, &name, &ready) {
             Ok(Ok(())) => Ok(true),
             Ok(Err(not_durable)) => {
                 Err(anyhow::Error::new(not_durable).context(format!("replay {}", path.display())))
@@ -148,43 +167,6 @@ impl Spool {
             Err(e) if is_missing(&e) => Ok(false),
             Err(e) => Err(e).with_context(|| format!("replay {}", path.display())),
         }
-    }
-
-    /// Returns every lease expired at `now` to `new/` (or `dead/` after its last attempt).
-    /// Leases that somebody else moves first are skipped: the rename decides. A lease that cannot
-    /// be moved (say, a foreign file blocks its bucket) is passed to `failed` and the others
-    /// still go: one bad entry must not stop the reclaiming, nor the pop that does it.
-    /// `ours`: leases the caller holds and keeps alive itself (a worker's running CMDs), which
-    /// are never reclaimed by it, however short they are.
-    pub fn reclaim_expired(
-        &self,
-        now: u64,
-        ours: &dyn Fn(&Leased) -> bool,
-        failed: &mut dyn FnMut(anyhow::Error),
-    ) -> Result<Reclaimed> {
-        let mut done = Reclaimed::default();
-        for name in self.list_names(Dir::Leased)? {
-            let Ok(r) = Leased::parse(&name) else {
-                continue;
-            };
-            if ours(&r) {
-                continue;
-            }
-            if !lease::is_expired(r.expires_ms, now) {
-                done.next_expiry_ms = lease::earliest(done.next_expiry_ms, Some(r.expires_ms));
-                continue;
-            }
-            // A foreign file under a lease-shaped name is reported by `stats`, never moved.
-            if durable::lstat_plain(self.fd(Dir::Leased)?, &name).is_err() {
-                continue;
-            }
-            match self.release(&r, 0) {
-                Ok(Some(to)) => done.moved.push((r.id, to)),
-                Ok(None) => {}
-                Err(e) => failed(e.context(format!("reclaim expired lease of {}", r.id))),
-            }
-        }
-        Ok(done)
     }
 
     /// Removes the acked messages whose time in `done/` is past the spool's `retain_done_ms` at
@@ -251,10 +233,10 @@ impl Spool {
     /// Renames `leased/<r>` to `<to>/<name>`. `false` when the source is gone.
     fn move_leased(&self, r: &Leased, to: Dir, name: &str) -> Result<bool> {
         let src = r.to_string();
-        if !self.check_source(Dir::Leased, &src)? {
+        let Some(from) = self.lease_dir(r)? else {
             return Ok(false);
-        }
-        match at::rename_noreplace(self.fd(Dir::Leased)?, &src, self.fd(to)?, name) {
+        };
+        match at::rename_noreplace(&from, &src, self.fd(to)?, name) {
             Ok(()) => Ok(true),
             Err(e) if is_missing(&e) => Ok(false),
             Err(e) => Err(e).with_context(|| {
@@ -283,15 +265,12 @@ impl Spool {
     /// taken at once, but that fsync failed, so a crash could still undo the move.
     fn rename_to_new(
         &self,
-        from: Dir,
+        from: &File,
         name: &str,
         ready: &Ready,
     ) -> std::io::Result<std::result::Result<(), NotDurable>> {
         let bucket = durable::rename_into_bucket(
-            Src {
-                dir: self.fd(from)?,
-                name,
-            },
+            Src { dir: from, name },
             self.fd(Dir::New)?,
             &self.dir(Dir::New),
             &Bucket::of(ready.visible_ms).parts(),

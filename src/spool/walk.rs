@@ -1,4 +1,4 @@
-//! The one walk of `new/`'s bucket tree, and the one listing of a directory with each entry's
+//! The one walk of a bucket tree (`new/`'s by visible-at, `leased/`'s by expiry), and the one listing of a directory with each entry's
 //! `lstat`: what `pop`, `stats`, `list`, `show`, `purge` and `fsck` all go through, so that
 //! opening a bucket without following a link, and telling a link from an entry another process
 //! removed, is decided in one place.
@@ -19,8 +19,10 @@ pub struct Node<'a> {
     pub path: &'a Path,
     /// The directory holding this one, and this one's name in it (`None` for `new/`).
     pub parent: Option<(&'a File, &'a str)>,
-    /// 0 for `new/`, 1 to 2 for the buckets between, `BUCKET_SPANS.len()` for a leaf.
+    /// 0 for the state directory, then 1, 2… down to `depth` for a leaf.
     pub level: usize,
+    /// The level of the tree's leaves: `NEW_DEPTH` or `LEASED_DEPTH`.
+    pub depth: usize,
     /// The first millisecond this directory spans: a leaf's is its messages' visible-at.
     pub base: u64,
     /// The directory's own `fstat`, `None` for the node a walk starts from.
@@ -29,7 +31,7 @@ pub struct Node<'a> {
 
 impl Node<'_> {
     pub fn is_leaf(&self) -> bool {
-        self.level == BUCKET_SPANS.len()
+        self.level == self.depth
     }
 }
 
@@ -120,6 +122,7 @@ pub fn walk<V: Visit>(node: &Node<'_>, v: &mut V) -> Result<ControlFlow<V::Stop>
             path: &path,
             parent: Some((node.dir, name)),
             level: node.level + 1,
+            depth: node.depth,
             base: start,
             st: Some(st),
         };
@@ -211,13 +214,14 @@ pub fn sorted_entries(dir: &File, path: &Path) -> Result<Vec<(OsString, Stat)>> 
     Ok(out)
 }
 
-/// Where a walk of `new/` starts.
-pub fn top<'a>(new_dir: &'a File, new_path: &'a Path) -> Node<'a> {
+/// Where a walk of a state directory's tree (`depth` levels deep) starts.
+pub fn top<'a>(dir: &'a File, path: &'a Path, depth: usize) -> Node<'a> {
     Node {
-        dir: new_dir,
-        path: new_path,
+        dir,
+        path,
         parent: None,
         level: 0,
+        depth,
         base: 0,
         st: None,
     }

@@ -1,6 +1,7 @@
 //! The history checker: every adversarial test records what it pushed, delivered and acked, and
 //! this module decides whether the run lost, invented or duplicated a message.
 
+use crate::harness::lease_rel;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -269,10 +270,22 @@ fn entries(spool: &Path, state: &str, foreign: &mut Vec<String>) -> Vec<(String,
             let name = e.file_name().to_string_lossy().into_owned();
             let path = format!("{rel}/{name}");
             let meta = std::fs::symlink_metadata(root.join(&path)).unwrap();
-            let bucket_level = rel.starts_with("new") && depth < 3;
+            // new/ is three bucket levels deep, leased/ two (FORMAT.md §2).
+            let tree = if rel.starts_with("new") {
+                3
+            } else if rel.starts_with("leased") {
+                2
+            } else {
+                0
+            };
+            let bucket_level = depth < tree;
+            // A lease sits in the bucket of its expiry, or flat in leased/ (an earlier layout).
+            let in_place = !rel.starts_with("leased")
+                || depth == 0
+                || (well_formed("leased", &name) && lease_rel(&name) == path);
             if meta.is_dir() && bucket_level {
                 walk(root, &path, depth + 1, out, foreign);
-            } else if meta.is_file() && !bucket_level {
+            } else if meta.is_file() && (!bucket_level || (tree == 2 && depth == 0)) && in_place {
                 out.push((path, name));
             } else {
                 foreign.push(path);

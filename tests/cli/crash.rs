@@ -614,6 +614,10 @@ enum Op {
     Requeue,
     RequeueExpired,
     Replay,
+    /// `extend`: the lease moves to the bucket of its new expiry.
+    Extend,
+    /// A `pop` whose first act is to reclaim an expired lease from its bucket.
+    Reclaim,
 }
 
 /// What one run under strace left: whether the process was killed, and the spool's verdict.
@@ -648,8 +652,11 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
     } else if !matches!(op, Op::Push | Op::PushLines) {
         id = push_lines(spool, &h, std::slice::from_ref(&body)).remove(0);
     }
-    if matches!(op, Op::Ack | Op::Requeue | Op::RequeueExpired | Op::Replay) {
-        let lease = if op == Op::RequeueExpired {
+    if matches!(
+        op,
+        Op::Ack | Op::Requeue | Op::RequeueExpired | Op::Replay | Op::Extend | Op::Reclaim
+    ) {
+        let lease = if matches!(op, Op::RequeueExpired | Op::Reclaim) {
             "1ms"
         } else {
             "1h"
@@ -657,7 +664,7 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
         let m = env.pop_json(&["--lease", lease]);
         record_delivery(&h, "holder", &m);
         rcpt = receipt(&m);
-        if op == Op::RequeueExpired {
+        if matches!(op, Op::RequeueExpired | Op::Reclaim) {
             h.lease_ended("holder", &id, "expired");
             let l = receipt_expiry_ms(&rcpt);
             poll(Duration::from_secs(5), "the lease to expire", || {
@@ -679,6 +686,8 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
         Op::Requeue => vec!["requeue", &rcpt],
         Op::RequeueExpired => vec!["requeue", "--expired"],
         Op::Replay => vec!["dlq-replay", &id],
+        Op::Extend => vec!["extend", "--lease", "2h", &rcpt],
+        Op::Reclaim => vec!["pop", "--json", "--lease", "1ms"],
     };
     if op == Op::Push {
         h.push_attempt(body.as_bytes());
@@ -746,7 +755,7 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
                 h.lease_ended("victim", id, if killed { "killed" } else { "expired" });
             }
         }
-        Op::Pop => {
+        Op::Pop | Op::Reclaim => {
             let text = stdout(&o);
             if let Some(m) = text
                 .lines()
@@ -776,6 +785,26 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
         Op::Replay => {
             again(&["dlq-replay", &id]);
             assert_eq!(env.new_names().len(), 1, "{op:?} {inject:?}");
+        }
+        Op::Extend => {
+            again(&["extend", "--lease", "2h", &rcpt]);
+            // One lease of the message is left, under the old receipt or a new one of the
+            // same attempt, in its own bucket: the holder still has it, and acks it.
+            let held = env.names("leased");
+            assert_eq!(held.len(), 1, "{op:?} {inject:?}: {held:?}");
+            assert!(
+                held[0].starts_with(&format!("{id},a1,l")),
+                "{op:?} {inject:?}: {held:?}"
+            );
+            assert!(
+                env.lease_file(&held[0]).is_file(),
+                "{op:?} {inject:?}: {held:?} is not in its bucket"
+            );
+            if !killed {
+                assert_eq!(stdout(&o).trim(), held[0], "{op:?}: the new receipt");
+            }
+            assert_exit(&run_q(spool, &["ack", &held[0]]), 0);
+            h.acked("holder", &id);
         }
     }
     let f = run_q(spool, &["fsck"]);
@@ -893,6 +922,16 @@ fn crash_at_every_syscall_of_requeue() {
 #[test]
 fn crash_at_every_syscall_of_requeue_expired() {
     crash_every_syscall(Op::RequeueExpired, 3);
+}
+
+#[test]
+fn crash_at_every_syscall_of_extend() {
+    crash_every_syscall(Op::Extend, 1);
+}
+
+#[test]
+fn crash_at_every_syscall_of_a_pop_that_reclaims() {
+    crash_every_syscall(Op::Reclaim, 3);
 }
 
 #[test]

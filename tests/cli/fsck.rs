@@ -452,7 +452,7 @@ fn a_duplicated_id_keeps_the_copy_furthest_along() {
     // dead is further along than leased: the leased copy is the lesser one.
     let of_leased = got
         .iter()
-        .find(|f| f.0 == format!("leased/{leased_name}"))
+        .find(|f| f.0 == lease_rel(&leased_name))
         .expect("the leased copy");
     assert!(
         of_leased.1.contains(&format!("dead/{dead_copy}")),
@@ -470,7 +470,7 @@ fn a_duplicated_id_keeps_the_copy_furthest_along() {
         b"done"
     );
     assert_eq!(
-        fs::read(corrupt(&env).join(format!("leased-{leased_name}"))).unwrap(),
+        fs::read(corrupt(&env).join(lease_rel(&leased_name).replace('/', "-"))).unwrap(),
         b"leased"
     );
     assert_clean(&env);

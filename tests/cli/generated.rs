@@ -79,8 +79,10 @@ const FILES: &[(&str, &str)] = &[
          Names: ID,aATTEMPTS,vVISIBLE_MS.",
     ),
     (
-        "SPOOL/leased/",
-        "Leased messages. Names, which are also receipts: ID,aATTEMPT,lEXPIRY_MS,tTOKEN.",
+        "SPOOL/leased/KKKKKKK/SSS/",
+        "Leased messages, bucketed by the second their lease expires. Names, which are also \
+         receipts: ID,aATTEMPT,lEXPIRY_MS,tTOKEN; a receipt names its bucket. Leases directly \
+         in leased/, as an earlier release kept them, are leases too.",
     ),
     ("SPOOL/done/", "Acked messages: ID,aATTEMPTS,fFINISHED_MS."),
     (

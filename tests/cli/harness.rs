@@ -106,7 +106,28 @@ impl Env {
     }
 
     /// The entry names directly in a state directory (`tmp`, `leased`, `done`, `dead`).
+    /// The names in a state directory; for `leased/`, the lease files in its buckets (and any
+    /// flat in `leased/` itself), not the buckets.
     pub fn names(&self, state: &str) -> Vec<String> {
+        if state == "leased" {
+            fn walk(dir: &Path, depth: usize, out: &mut Vec<String>) {
+                for e in std::fs::read_dir(dir).unwrap() {
+                    let e = e.unwrap();
+                    let name = e.file_name().into_string().unwrap();
+                    let width = [7, 3].get(depth).copied().unwrap_or(0);
+                    let bucket = name.len() == width && name.bytes().all(|b| b.is_ascii_digit());
+                    if bucket && e.file_type().unwrap().is_dir() {
+                        walk(&e.path(), depth + 1, out);
+                    } else {
+                        out.push(name);
+                    }
+                }
+            }
+            let mut v = Vec::new();
+            walk(&self.spool.join("leased"), 0, &mut v);
+            v.sort();
+            return v;
+        }
         let mut v: Vec<String> = std::fs::read_dir(self.spool.join(state))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -117,6 +138,17 @@ impl Env {
 
     /// Every file under `new/` (any bucket depth), as paths.
     pub fn new_files(&self) -> Vec<PathBuf> {
+        self.files_under("new")
+    }
+
+    /// The path of the lease whose receipt is `receipt`: `leased/KKKKKKK/SSS/RECEIPT`, from
+    /// the expiry in it.
+    pub fn lease_file(&self, receipt: &str) -> PathBuf {
+        self.spool.join(lease_rel(receipt))
+    }
+
+    /// Every file under a state directory's bucket tree, as paths, sorted.
+    pub fn files_under(&self, state: &str) -> Vec<PathBuf> {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             for e in std::fs::read_dir(dir).unwrap() {
                 let e = e.unwrap();
@@ -128,7 +160,7 @@ impl Env {
             }
         }
         let mut v = Vec::new();
-        walk(&self.spool.join("new"), &mut v);
+        walk(&self.spool.join(state), &mut v);
         v.sort();
         v
     }
@@ -574,4 +606,19 @@ pub fn spool_command(
         .arg(spool)
         .args(args);
     c
+}
+
+/// `leased/KKKKKKK/SSS/RECEIPT`, relative to the spool: where a lease's file is (FORMAT.md §2).
+pub fn lease_rel(receipt: &str) -> String {
+    let l: u64 = receipt
+        .split(",l")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("not a receipt: {receipt:?}"));
+    format!(
+        "leased/{:07}/{:03}/{receipt}",
+        l / 1_000_000,
+        (l / 1_000) % 1_000
+    )
 }

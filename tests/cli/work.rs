@@ -1050,7 +1050,7 @@ fn a_lease_lost_while_cmd_runs_stops_cmd_and_leaves_the_message_alone() {
     // CMD takes its own lease away, as a reclaim by another worker would. A heartbeat may
     // rename the lease between the glob and the mv: then it tries again.
     let script = r#"n=0
-        until mv "$QSPOOL_SPOOL/leased/$QSPOOL_ID",* "$1/stolen" 2>/dev/null; do
+        until mv "$QSPOOL_SPOOL"/leased/*/*/"$QSPOOL_ID",* "$1/stolen" 2>/dev/null; do
             n=$((n + 1)); [ $n -lt 100 ] || exit 9
         done
         sleep 30.345"#;
@@ -1090,7 +1090,7 @@ fn a_cmd_that_succeeds_after_its_lease_was_lost_cannot_ack() {
     let env = Env::new();
     let id = env.push("stolen");
     let out = scratch_dir(&env, "out");
-    let script = r#"mv "$QSPOOL_SPOOL/leased/$QSPOOL_ID",* "$1/stolen""#;
+    let script = r#"mv "$QSPOOL_SPOOL"/leased/*/*/"$QSPOOL_ID",* "$1/stolen""#;
     let o = run(&env, &work(&[], script, &[&out]));
     assert_exit(&o, 5);
     let lines = lines_of(&o);
@@ -1157,8 +1157,11 @@ fn cmd_inherits_no_descriptor_of_qspool_s_own() {
             }
         }
         let stdin = stdin.unwrap_or_else(|| panic!("no standard input: {fds}"));
+        // The lease's file, in its bucket: leased/KKKKKKK/SSS/RECEIPT.
+        let lease = stdin.strip_prefix(&format!("{spool}/")).unwrap_or("");
         assert!(
-            stdin.starts_with(&format!("{spool}/leased/{id},a1,l")),
+            lease.contains(&format!("/{id},a1,l"))
+                && lease == crate::harness::lease_rel(lease.rsplit('/').next().unwrap()),
             "{fds}"
         );
     }
