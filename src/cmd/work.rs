@@ -669,9 +669,16 @@ impl Work<'_> {
                 continue;
             }
             match self.spool.extend(&job.lease, self.lease_ms) {
-                Ok(Some(next)) => {
+                Ok(Some((next, not_durable))) => {
                     job.lease = next;
                     job.next_beat_ms = now + beat;
+                    if let Some(nd) = not_durable {
+                        // Held all the same, under the new receipt; a crash could undo it.
+                        report(
+                            &anyhow::Error::new(nd)
+                                .context(format!("extend the lease of {}", job.lease.id)),
+                        );
+                    }
                 }
                 Ok(None) => {
                     job.line(&format!(

@@ -185,7 +185,8 @@ impl Spool {
     ) -> Result<Reclaimed> {
         let mut expired = Vec::new();
         let mut next = None;
-        let later = self.walk_leases(Some(now), &mut |e| {
+        let mut bad = Vec::new();
+        let later = self.walk_leases(Some(now), Some(&mut bad), &mut |e| {
             let Some(l) = e.lease else {
                 return Ok(());
             };
@@ -202,6 +203,11 @@ impl Spool {
             }
             Ok(())
         })?;
+        // A bucket that cannot be read is reported, and does not keep the others' expired
+        // leases from going back.
+        for e in bad {
+            failed(e);
+        }
         // Oldest expiry first: they reach `new/` in the order their leases ran out.
         expired.sort_by_key(|l| l.expires_ms);
         let mut done = Reclaimed {
@@ -221,16 +227,20 @@ impl Spool {
     /// Calls `f` with every entry of `leased/`'s tree (flat leases in `leased/` itself too),
     /// bucket by bucket in time order. With `until`, buckets that start after it are passed
     /// by, and empty buckets whose time has passed are removed, so that later walks do not list
-    /// them again; it returns the earliest start of the buckets it passed by.
+    /// them again; it returns the earliest start of the buckets it passed by. With `bad`, a
+    /// bucket that cannot be opened or listed goes there and the walk goes on; without, it
+    /// ends the walk as an error.
     pub(crate) fn walk_leases(
         &self,
         until: Option<u64>,
+        bad: Option<&mut Vec<anyhow::Error>>,
         f: &mut dyn FnMut(Entry<'_>) -> Result<()>,
     ) -> Result<Option<u64>> {
         let path = self.dir(Dir::Leased);
         let mut v = Leases {
             until,
             next: None,
+            bad,
             f,
         };
         walk::walk(
@@ -242,13 +252,14 @@ impl Spool {
 }
 
 /// A walk of `leased/`'s tree: see `walk_leases`.
-struct Leases<'f, 'g> {
+struct Leases<'f, 'g, 'b> {
     until: Option<u64>,
     next: Option<u64>,
+    bad: Option<&'b mut Vec<anyhow::Error>>,
     f: &'f mut (dyn FnMut(Entry<'_>) -> Result<()> + 'g),
 }
 
-impl Visit for Leases<'_, '_> {
+impl Visit for Leases<'_, '_, '_> {
     type Stop = std::convert::Infallible;
 
     fn bucket(&mut self, b: &Listed<'_>) -> ControlFlow<Self::Stop, bool> {
@@ -296,6 +307,16 @@ impl Visit for Leases<'_, '_> {
             })?;
         }
         Ok(ControlFlow::Continue(()))
+    }
+
+    fn failed(&mut self, e: anyhow::Error) -> Result<()> {
+        match self.bad.as_deref_mut() {
+            Some(bad) => {
+                bad.push(e);
+                Ok(())
+            }
+            None => Err(e),
+        }
     }
 
     /// As in `new/`: an empty bucket goes once its time and a grace have passed, so that one

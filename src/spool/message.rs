@@ -79,7 +79,7 @@ impl Spool {
         // leased/, done/ and dead/ are matched by name only, plain files or not: an entry that
         // is not a plain file is then refused by `open_payload`, with its path, rather than
         // missed.
-        self.walk_leases(None, &mut |e| {
+        self.walk_leases(None, None, &mut |e| {
             if let Some(l) = e.lease.filter(|l| &l.id == id) {
                 let named = Named::Leased(l);
                 found.push((named.state_at(now), named));

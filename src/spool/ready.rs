@@ -57,7 +57,16 @@ impl Spool {
     /// look again: the start of the first bucket in the future, which costs nothing more to find.
     pub fn take(&self, now: u64, lease_ms: u64) -> Result<Take> {
         let mut got = Vec::with_capacity(1);
-        let next_ms = self.take_many(now, lease_ms, 1, &mut got)?;
+        let next_ms = match self.take_many(now, lease_ms, 1, &mut got) {
+            Ok(next) => next,
+            Err(e) => {
+                // A lease taken before the failure reaches nobody: give it back at once.
+                for l in &got {
+                    let _ = self.release(&l.leased, 0);
+                }
+                return Err(e);
+            }
+        };
         Ok(match got.pop() {
             Some(l) => Take::Leased(l),
             None => Take::Nothing { next_ms },

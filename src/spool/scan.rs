@@ -468,7 +468,7 @@ impl Spool {
 
     /// `scan` of `leased/`'s tree: live and expired leases, and the foreign entries there.
     fn scan_leased(&self, now: u64, f: &mut dyn FnMut(Option<Seen>)) -> Result<()> {
-        self.walk_leases(None, &mut |e| {
+        self.walk_leases(None, None, &mut |e| {
             match (e.stat()?, e.lease) {
                 (None, _) => {}
                 (Some(st), Some(l)) if is_plain(&st) => {

@@ -110,8 +110,14 @@ impl Spool {
     }
 
     /// Replaces a lease by a new one expiring `lease_ms` from now, in the bucket of its new
-    /// expiry: one rename. The old receipt dies with it.
-    pub fn extend(&self, r: &Leased, lease_ms: u64) -> Result<Option<Leased>> {
+    /// expiry: one rename. The old receipt dies with it. With the new lease comes, when the
+    /// bucket levels the rename made could not be fsynced, why: the lease is held under its
+    /// new receipt all the same, but a crash could undo the move.
+    pub fn extend(
+        &self,
+        r: &Leased,
+        lease_ms: u64,
+    ) -> Result<Option<(Leased, Option<NotDurable>)>> {
         let next = Leased {
             id: r.id.clone(),
             attempt: r.attempt,
@@ -131,17 +137,13 @@ impl Spool {
             None,
         );
         match moved {
-            // The new name must not sit in a bucket level a crash could undo: that would
-            // take the message with it.
-            Ok(placed) => match placed.synced {
-                Ok(()) => Ok(Some(next)),
-                Err(e) => Err(e).with_context(|| {
-                    format!(
-                        "extended to {}, but not durably: sync its bucket",
-                        self.leased_path(&next).display()
-                    )
-                }),
-            },
+            Ok(placed) => {
+                let not_durable = placed.synced.err().map(|err| NotDurable {
+                    moved_to: self.leased_path(&next),
+                    err,
+                });
+                Ok(Some((next, not_durable)))
+            }
             Err(e) if is_missing(&e) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("extend {}", self.leased_path(r).display())),
         }

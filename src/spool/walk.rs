@@ -77,6 +77,12 @@ pub trait Visit {
 
     /// After the walk went through all of `child` without stopping.
     fn left(&mut self, _child: &Node<'_>) {}
+
+    /// A bucket that could not be opened or walked (`EACCES`, `EIO`…): `Err` ends the walk
+    /// with it, as by default; `Ok` passes the bucket by and goes on with the next.
+    fn failed(&mut self, e: anyhow::Error) -> Result<()> {
+        Err(e)
+    }
 }
 
 /// Walks the tree below `node` in time order (bucket names are fixed-width digits, so name
@@ -107,16 +113,26 @@ pub fn walk<V: Visit>(node: &Node<'_>, v: &mut V) -> Result<ControlFlow<V::Stop>
             ControlFlow::Continue(true) => {}
         }
         let path = node.path.join(name);
-        let dir = match open_child(node.dir, name, &path)? {
-            Child::Dir(d) => d,
-            Child::Gone => continue,
-            Child::NotADir => {
+        let dir = match open_child(node.dir, name, &path) {
+            Ok(Child::Dir(d)) => d,
+            Ok(Child::Gone) => continue,
+            Ok(Child::NotADir) => {
                 v.foreign(node, &raw, NotBucket::NotADir)?;
+                continue;
+            }
+            Err(e) => {
+                v.failed(e)?;
                 continue;
             }
         };
         // A directory removed since it was opened still answers fstat.
-        let st = at::fstat(&dir).with_context(|| format!("stat {}", path.display()))?;
+        let st = match at::fstat(&dir).with_context(|| format!("stat {}", path.display())) {
+            Ok(st) => st,
+            Err(e) => {
+                v.failed(e)?;
+                continue;
+            }
+        };
         let child = Node {
             dir: &dir,
             path: &path,
@@ -127,10 +143,11 @@ pub fn walk<V: Visit>(node: &Node<'_>, v: &mut V) -> Result<ControlFlow<V::Stop>
             st: Some(st),
         };
         v.entered(&child)?;
-        if let ControlFlow::Break(b) = walk(&child, v)? {
-            return Ok(ControlFlow::Break(b));
+        match walk(&child, v) {
+            Ok(ControlFlow::Break(b)) => return Ok(ControlFlow::Break(b)),
+            Ok(ControlFlow::Continue(())) => v.left(&child),
+            Err(e) => v.failed(e)?,
         }
-        v.left(&child);
     }
     Ok(ControlFlow::Continue(()))
 }

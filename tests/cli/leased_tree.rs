@@ -259,3 +259,59 @@ fn a_lease_in_the_wrong_bucket_is_foreign_and_fsck_says_where_it_belongs() {
         "fsck without --repair moves nothing"
     );
 }
+
+#[test]
+fn a_bucket_that_cannot_be_read_does_not_keep_other_expired_leases_from_going_back() {
+    if !strace_works("a_bucket_that_cannot_be_read_does_not_keep_other_expired_leases") {
+        return;
+    }
+    let env = Env::init(&[]);
+    env.push_all(&["free", "stuck"]);
+    let free = receipt(&env.pop_json(&["--lease", "20ms"]));
+    // Expires more than a second after the other, so in a bucket of its own.
+    let stuck = receipt(&env.pop_json(&["--lease", "1500ms"]));
+    let stuck_ms = receipt_expiry_ms(&stuck);
+    // Past both, and in a later second than the stuck one's, so that the buckets the requeue
+    // makes in new/ never have the stuck bucket's name (its second, as 3 digits); nor does the
+    // millisecond level, kept well away from it.
+    let second = stuck_ms / 1000 % 1000;
+    sleep_past(stuck_ms / 1000 * 1000 + 999);
+    while (now_ms() % 1000).abs_diff(second) < 100 || now_ms() % 1000 > 800 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bucket = format!("{second:03}");
+    let log = env.scratch().join("trace");
+    let log_arg = log.to_str().unwrap().to_owned();
+    // -P limits tracing, and so the fault, to calls that name the stuck lease's bucket.
+    let line = env
+        .qspool(&["requeue", "--expired"])
+        .via(&[
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            &log_arg,
+            "-P",
+            &bucket,
+            "-e",
+            "trace=openat",
+            "-e",
+            "inject=openat:error=EIO",
+        ])
+        .fails(1);
+    assert!(
+        line.contains(&lease_rel(&stuck).rsplit_once('/').unwrap().0.to_string())
+            && line.contains("Input/output error"),
+        "{line}"
+    );
+    let trace = fs::read_to_string(&log).unwrap();
+    assert!(trace.contains("INJECTED"), "{trace}");
+    // The other expired lease went back all the same; the stuck one is still there.
+    assert_eq!(env.names("leased"), [stuck]);
+    assert_eq!(env.new_names().len(), 1);
+    assert!(env.new_names()[0].starts_with(id_of(&free)));
+    // Readable again: the next pass reclaims it.
+    assert_exit(&env.run(&["requeue", "--expired"]), 0);
+    assert!(env.names("leased").is_empty());
+    assert_eq!(env.new_names().len(), 2);
+}
