@@ -5,8 +5,8 @@
 use super::at::{self, Stat};
 use super::durable::{self, BucketDirs, Src, is_missing};
 use super::lease;
-use super::name::{BUCKET_SPANS, LEASED_DEPTH, Leased, lease_bucket_start, lease_parts};
-use super::ready::{may_remove, settled_at};
+use super::name::{LEASED_DEPTH, Leased, lease_bucket_start, lease_parts};
+use super::ready::remove_if_settled;
 use super::transition::Released;
 use super::walk::{self, Listed, Node, NotBucket, Visit};
 use super::{Dir, Spool};
@@ -323,16 +323,8 @@ impl Visit for Leases<'_, '_, '_> {
     /// a lease or an extension is making, level by level, does not vanish under it (one that
     /// loses that race anyway makes it again).
     fn left(&mut self, child: &Node<'_>) {
-        let Some(now) = self.until else {
-            return;
-        };
-        let settled = child.st.is_some_and(|st| settled_at(st.mtime_ms, now));
-        let span = BUCKET_SPANS[child.level - 1];
-        if let Some((parent, name)) = child.parent
-            && settled
-            && may_remove(child.base, span, now)
-        {
-            let _ = at::rmdir(parent, name);
+        if let Some(now) = self.until {
+            remove_if_settled(child, now);
         }
     }
 }

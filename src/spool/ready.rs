@@ -236,15 +236,21 @@ impl Visit for Pop<'_, '_> {
     /// by level, and a fresh empty level must not vanish under it. One that loses this race
     /// anyway finds its bucket gone and makes it anew.
     fn left(&mut self, child: &Node<'_>) {
-        let now = self.want.now;
-        let settled = child.st.is_some_and(|st| settled_at(st.mtime_ms, now));
-        let span = BUCKET_SPANS[child.level - 1];
-        if let Some((parent, name)) = child.parent
-            && settled
-            && may_remove(child.base, span, now)
-        {
-            let _ = at::rmdir(parent, name);
-        }
+        remove_if_settled(child, self.want.now);
+    }
+}
+
+/// Removes the bucket a walk just left, if its span and the grace are over and it has not
+/// changed for the grace (`REMOVE_GRACE_MS`): in `new/` and in `leased/` alike. `rmdir` fails
+/// harmlessly on one that is not empty.
+pub(super) fn remove_if_settled(child: &Node<'_>, now: u64) {
+    let settled = child.st.is_some_and(|st| settled_at(st.mtime_ms, now));
+    let span = BUCKET_SPANS[child.level - 1];
+    if let Some((parent, name)) = child.parent
+        && settled
+        && may_remove(child.base, span, now)
+    {
+        let _ = at::rmdir(parent, name);
     }
 }
 

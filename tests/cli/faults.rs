@@ -1062,19 +1062,10 @@ fn fsync_retried(trace: &str) -> Option<String> {
 /// The names in leased/.
 /// The lease files in `leased/`'s buckets (and any flat in `leased/` itself).
 fn leased(spool: &Path) -> BTreeSet<String> {
-    fn walk(dir: &Path, out: &mut BTreeSet<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                walk(&e.path(), out);
-            } else {
-                out.insert(e.file_name().into_string().unwrap());
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(&spool.join("leased"), &mut out);
-    out
+    files_under(&spool.join("leased"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+        .collect()
 }
 
 /// A command run while one of its steps was made to fail.

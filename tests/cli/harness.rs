@@ -149,20 +149,7 @@ impl Env {
 
     /// Every file under a state directory's bucket tree, as paths, sorted.
     pub fn files_under(&self, state: &str) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let e = e.unwrap();
-                if e.file_type().unwrap().is_dir() {
-                    walk(&e.path(), out);
-                } else {
-                    out.push(e.path());
-                }
-            }
-        }
-        let mut v = Vec::new();
-        walk(&self.spool.join(state), &mut v);
-        v.sort();
-        v
+        files_under(&self.spool.join(state))
     }
     /// Like `cmd`, but a plain `std::process::Command`, for spawning with pipes.
     pub fn std_cmd(&self, args: &[&str]) -> std::process::Command {
@@ -621,4 +608,22 @@ pub fn lease_rel(receipt: &str) -> String {
         l / 1_000_000,
         (l / 1_000) % 1_000
     )
+}
+
+/// Every non-directory under `dir`, at any depth, as paths, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(dir, &mut v);
+    v.sort();
+    v
 }
