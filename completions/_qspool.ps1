@@ -38,6 +38,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'The shape of the queue: per state its messages, bytes and oldest, by age; foreign entries')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first (by first push, across states), without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Move acked messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
+            [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'Stop all consumption: pop exits 3 and says why, work holds off, waiting pops keep waiting')
+            [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'Restart consumption after `qspool pause`, and wake every waiting pop and work at once')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one message''s payload, whatever its state, without leasing it or changing anything')
@@ -49,6 +52,8 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Leases a message may have before it is dead-lettered (at least 1)')
             [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'Default lease length, e.g. 30s, 5m, 1m30s')
             [CompletionResult]::new('--retain-done', '--retain-done', [CompletionResultType]::ParameterName, 'How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes them [default: 1d]')
+            [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Spool-wide limit on leases started, by every pop and work together: N/s, N/m, N/h or N/DUR (as in 5/10s); `off` removes it')
+            [CompletionResult]::new('--burst', '--burst', [CompletionResultType]::ParameterName, 'How many leases the spool-wide limit allows at once after a quiet spell [default: 1]')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
@@ -154,6 +159,34 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'qspool;replay' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Replay the messages acked within the last DUR')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Replay at most N messages')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--done', '--done', [CompletionResultType]::ParameterName, 'Replay acked messages (from done/)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Replay every acked message still retained')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'qspool;pause' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'qspool;resume' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'qspool;purge' {
             [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'Only messages that entered their state at least this long ago (for ready ones: became visible; delayed ones never qualify)')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
@@ -175,6 +208,8 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Run CMD at most N times (a message retried within the run counts again), then exit')
             [CompletionResult]::new('--max', '--max', [CompletionResultType]::ParameterName, 'Run CMD at most N times (a message retried within the run counts again), then exit')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Keep waiting for messages until signalled, or until idle for DUR. The value needs the `=`, as in --wait=10m')
+            [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Start at most this many CMDs in this process: N/s, N/m, N/h or N/DUR. A spool-wide limit (init --rate) holds as well')
+            [CompletionResult]::new('--burst', '--burst', [CompletionResultType]::ParameterName, 'How many CMDs --rate lets start at once after a quiet spell [default: 1]')
             [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Run up to K CMDs at once; with 1, messages run one at a time in queue order')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Run up to K CMDs at once; with 1, messages run one at a time in queue order')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
@@ -216,6 +251,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'The shape of the queue: per state its messages, bytes and oldest, by age; foreign entries')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List messages, oldest first (by first push, across states), without reading a payload')
             [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Move acked messages back to the queue, attempts reset, ids unchanged. Prints the ids moved')
+            [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'Stop all consumption: pop exits 3 and says why, work holds off, waiting pops keep waiting')
+            [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'Restart consumption after `qspool pause`, and wake every waiting pop and work at once')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one message''s payload, whatever its state, without leasing it or changing anything')
@@ -251,6 +289,15 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;help;dlq-replay' {
+            break
+        }
+        'qspool;help;replay' {
+            break
+        }
+        'qspool;help;pause' {
+            break
+        }
+        'qspool;help;resume' {
             break
         }
         'qspool;help;purge' {

@@ -40,6 +40,9 @@ _qspool() {
             qspool,list)
                 cmd="qspool__subcmd__list"
                 ;;
+            qspool,pause)
+                cmd="qspool__subcmd__pause"
+                ;;
             qspool,pop)
                 cmd="qspool__subcmd__pop"
                 ;;
@@ -49,8 +52,14 @@ _qspool() {
             qspool,push)
                 cmd="qspool__subcmd__push"
                 ;;
+            qspool,replay)
+                cmd="qspool__subcmd__replay"
+                ;;
             qspool,requeue)
                 cmd="qspool__subcmd__requeue"
+                ;;
+            qspool,resume)
+                cmd="qspool__subcmd__resume"
                 ;;
             qspool,show)
                 cmd="qspool__subcmd__show"
@@ -85,6 +94,9 @@ _qspool() {
             qspool__subcmd__help,list)
                 cmd="qspool__subcmd__help__subcmd__list"
                 ;;
+            qspool__subcmd__help,pause)
+                cmd="qspool__subcmd__help__subcmd__pause"
+                ;;
             qspool__subcmd__help,pop)
                 cmd="qspool__subcmd__help__subcmd__pop"
                 ;;
@@ -94,8 +106,14 @@ _qspool() {
             qspool__subcmd__help,push)
                 cmd="qspool__subcmd__help__subcmd__push"
                 ;;
+            qspool__subcmd__help,replay)
+                cmd="qspool__subcmd__help__subcmd__replay"
+                ;;
             qspool__subcmd__help,requeue)
                 cmd="qspool__subcmd__help__subcmd__requeue"
+                ;;
+            qspool__subcmd__help,resume)
+                cmd="qspool__subcmd__help__subcmd__resume"
                 ;;
             qspool__subcmd__help,show)
                 cmd="qspool__subcmd__help__subcmd__show"
@@ -113,7 +131,7 @@ _qspool() {
 
     case "${cmd}" in
         qspool)
-            opts="-s -h -V --spool --trust-spool --help --version init push pop ack requeue extend bury stats list dlq-replay purge work show fsck help"
+            opts="-s -h -V --spool --trust-spool --help --version init push pop ack requeue extend bury stats list dlq-replay replay pause resume purge work show fsck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -253,7 +271,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__help)
-            opts="init push pop ack requeue extend bury stats list dlq-replay purge work show fsck help"
+            opts="init push pop ack requeue extend bury stats list dlq-replay replay pause resume purge work show fsck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -378,6 +396,20 @@ _qspool() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        qspool__subcmd__help__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         qspool__subcmd__help__subcmd__pop)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -420,7 +452,35 @@ _qspool() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        qspool__subcmd__help__subcmd__replay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         qspool__subcmd__help__subcmd__requeue)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qspool__subcmd__help__subcmd__resume)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -477,7 +537,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__init)
-            opts="-s -h --max-attempts --lease --retain-done --spool --trust-spool --help"
+            opts="-s -h --max-attempts --lease --retain-done --rate --burst --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -492,6 +552,14 @@ _qspool() {
                     return 0
                     ;;
                 --retain-done)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --burst)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -521,6 +589,28 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --spool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qspool__subcmd__pause)
+            opts="-s -h --spool --trust-spool --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --spool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -630,6 +720,36 @@ _qspool() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        qspool__subcmd__replay)
+            opts="-s -h --done --since --all --limit --spool --trust-spool --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         qspool__subcmd__requeue)
             opts="-s -h --delay --expired --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -641,6 +761,28 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --spool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qspool__subcmd__resume)
+            opts="-s -h --spool --trust-spool --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --spool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -709,7 +851,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__work)
-            opts="-n -j -q -s -h --lease --backoff --backoff-max --grace --max --wait --concurrency --quiet --spool --trust-spool --help"
+            opts="-n -j -q -s -h --lease --backoff --backoff-max --grace --max --wait --rate --burst --concurrency --quiet --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -740,6 +882,14 @@ _qspool() {
                     return 0
                     ;;
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --burst)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

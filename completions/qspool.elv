@@ -35,6 +35,9 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand stats 'The shape of the queue: per state its messages, bytes and oldest, by age; foreign entries'
             cand list 'List messages, oldest first (by first push, across states), without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
+            cand replay 'Move acked messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
+            cand pause 'Stop all consumption: pop exits 3 and says why, work holds off, waiting pops keep waiting'
+            cand resume 'Restart consumption after `qspool pause`, and wake every waiting pop and work at once'
             cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
             cand show 'Print one message''s payload, whatever its state, without leasing it or changing anything'
@@ -45,6 +48,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --max-attempts 'Leases a message may have before it is dead-lettered (at least 1)'
             cand --lease 'Default lease length, e.g. 30s, 5m, 1m30s'
             cand --retain-done 'How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes them [default: 1d]'
+            cand --rate 'Spool-wide limit on leases started, by every pop and work together: N/s, N/m, N/h or N/DUR (as in 5/10s); `off` removes it'
+            cand --burst 'How many leases the spool-wide limit allows at once after a quiet spell [default: 1]'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
@@ -140,6 +145,31 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'qspool;replay'= {
+            cand --since 'Replay the messages acked within the last DUR'
+            cand --limit 'Replay at most N messages'
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --done 'Replay acked messages (from done/)'
+            cand --all 'Replay every acked message still retained'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'qspool;pause'= {
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'qspool;resume'= {
+            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'qspool;purge'= {
             cand --older-than 'Only messages that entered their state at least this long ago (for ready ones: became visible; delayed ones never qualify)'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
@@ -160,6 +190,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -n 'Run CMD at most N times (a message retried within the run counts again), then exit'
             cand --max 'Run CMD at most N times (a message retried within the run counts again), then exit'
             cand --wait 'Keep waiting for messages until signalled, or until idle for DUR. The value needs the `=`, as in --wait=10m'
+            cand --rate 'Start at most this many CMDs in this process: N/s, N/m, N/h or N/DUR. A spool-wide limit (init --rate) holds as well'
+            cand --burst 'How many CMDs --rate lets start at once after a quiet spell [default: 1]'
             cand -j 'Run up to K CMDs at once; with 1, messages run one at a time in queue order'
             cand --concurrency 'Run up to K CMDs at once; with 1, messages run one at a time in queue order'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
@@ -198,6 +230,9 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand stats 'The shape of the queue: per state its messages, bytes and oldest, by age; foreign entries'
             cand list 'List messages, oldest first (by first push, across states), without reading a payload'
             cand dlq-replay 'Move dead messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
+            cand replay 'Move acked messages back to the queue, attempts reset, ids unchanged. Prints the ids moved'
+            cand pause 'Stop all consumption: pop exits 3 and says why, work holds off, waiting pops keep waiting'
+            cand resume 'Restart consumption after `qspool pause`, and wake every waiting pop and work at once'
             cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
             cand show 'Print one message''s payload, whatever its state, without leasing it or changing anything'
@@ -223,6 +258,12 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool;help;list'= {
         }
         &'qspool;help;dlq-replay'= {
+        }
+        &'qspool;help;replay'= {
+        }
+        &'qspool;help;pause'= {
+        }
+        &'qspool;help;resume'= {
         }
         &'qspool;help;purge'= {
         }

@@ -1,6 +1,7 @@
 //! The command line: this clap definition is also the help text, the man pages and completions.
 
 use crate::duration;
+use crate::spool::rate::Rate;
 use crate::spool::scan::State;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -13,7 +14,7 @@ Exit status:
   0  success
   1  error (I/O, missing spool, refused foreign file, failed output); work: qspool failed
   2  usage error, or a receipt or id outside qspool's name grammar (nothing was touched)
-  3  pop: nothing is visible, or --wait=DUR ran out
+  3  pop: nothing is visible, the spool is paused or its rate limit reached (see stderr), or --wait=DUR ran out
   4  a receipt whose lease is no longer held, or an id not where the command looks
   5  work: a CMD failed, was killed or lost its lease (qspool itself did not fail)";
 
@@ -59,6 +60,9 @@ pub enum Command {
     Stats(StatsArgs),
     List(ListArgs),
     DlqReplay(DlqReplayArgs),
+    Replay(ReplayArgs),
+    Pause(PauseArgs),
+    Resume(ResumeArgs),
     Purge(PurgeArgs),
     Work(WorkArgs),
     Show(ShowArgs),
@@ -67,13 +71,19 @@ pub enum Command {
 
 /// Create a spool, or change its stored defaults.
 ///
-/// Without init a spool allows 5 attempts, leases for 30s and keeps acked messages for a day.
-/// On an existing spool, init changes only the settings it is given and keeps everything else,
-/// messages included.
+/// Without init a spool allows 5 attempts, leases for 30s, keeps acked messages for a day and
+/// has no rate limit. On an existing spool, init changes only the settings it is given and keeps
+/// everything else, messages included.
+///
+/// With --rate, every pop and every work on the spool share one limit on leases started: three
+/// `work -j 8` on a spool with `init --rate 100/s` start at most 100 CMDs a second between
+/// them, plus the burst. The shared state is the file `rate` in the spool, updated under a lock
+/// that the kernel drops when its holder dies, so no crash can leave the queue held.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool init --max-attempts 3 --lease 2m
-  qspool -s /var/spool/mail-out init")]
+  qspool init --rate 100/s --burst 20
+  qspool -s /var/spool/mail-out init --rate off")]
 pub struct InitArgs {
     /// Leases a message may have before it is dead-lettered (at least 1)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -87,6 +97,83 @@ pub struct InitArgs {
     /// them [default: 1d]
     #[arg(long, value_name = "DUR", value_parser = duration::any)]
     pub retain_done: Option<u64>,
+
+    /// Spool-wide limit on leases started, by every pop and work together: N/s, N/m, N/h or
+    /// N/DUR (as in 5/10s); `off` removes it
+    #[arg(long, value_name = "RATE", value_parser = rate_or_off)]
+    pub rate: Option<RateSetting>,
+
+    /// How many leases the spool-wide limit allows at once after a quiet spell [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub burst: Option<u64>,
+}
+
+/// `init --rate`'s value: a limit, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateSetting {
+    Off,
+    Limit(Rate),
+}
+
+fn rate_or_off(text: &str) -> Result<RateSetting, String> {
+    match text {
+        "off" => Ok(RateSetting::Off),
+        t => Rate::parse(t).map(RateSetting::Limit),
+    }
+}
+
+/// Stop all consumption: pop exits 3 and says why, work holds off, waiting pops keep waiting.
+///
+/// Pushes go on. The pause is the file `paused` in the spool, written durably, so it holds
+/// across reboots until `qspool resume`. Pausing a paused spool keeps the time it was paused.
+/// Prints since when the spool is paused.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool pause && ./deploy-new-worker && qspool resume
+  qspool -s /var/spool/mail-out pause")]
+pub struct PauseArgs {}
+
+/// Restart consumption after `qspool pause`, and wake every waiting pop and work at once.
+///
+/// Prints `resumed`, or `not paused` (still exit 0) when there was no pause.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool resume
+  qspool stats --json | jq -e .paused && qspool resume")]
+pub struct ResumeArgs {}
+
+/// Move acked messages back to the queue, attempts reset, ids unchanged. Prints the ids moved.
+///
+/// Only what done/ still holds can be replayed: acked messages stay there for the spool's
+/// retain-done time (1d unless set by `init --retain-done`), then `requeue --expired` or `stats`
+/// removes them for good. With --since or --all, messages go back oldest first (by id). Dead
+/// messages are replayed by dlq-replay.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool replay --done --since 1h
+  qspool replay --done --all --limit 1000
+  qspool replay --done 1795833091123456.4242.00000007.9f3c2a1b.web-01")]
+pub struct ReplayArgs {
+    /// Replay acked messages (from done/)
+    #[arg(long, required = true)]
+    pub done: bool,
+
+    /// Ids of acked messages
+    #[arg(value_name = "ID", required_unless_present_any = ["all", "since"],
+          conflicts_with_all = ["all", "since"])]
+    pub ids: Vec<String>,
+
+    /// Replay the messages acked within the last DUR
+    #[arg(long, value_name = "DUR", value_parser = duration::any, conflicts_with = "all")]
+    pub since: Option<u64>,
+
+    /// Replay every acked message still retained
+    #[arg(long)]
+    pub all: bool,
+
+    /// Replay at most N messages
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 }
 
 /// Push messages: each TEXT is one message; with none, standard input is one message.
@@ -432,7 +519,7 @@ pub struct PurgeArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool work -- ./resize-image --width 640
-  qspool work --wait -j 4 --lease 2m -- ./send-email
+  qspool work --wait -j 4 --lease 2m --rate 100/s -- ./send-email
   qspool work -n 1 --quiet -- sh -c 'curl -fsS -d @- https://example.org/hook'")]
 pub struct WorkArgs {
     /// Lease length; extended while CMD runs [default: the spool's, 30s unless set by init]
@@ -461,6 +548,16 @@ pub struct WorkArgs {
     #[arg(long, value_name = "DUR", num_args = 0..=1, require_equals = true,
           value_parser = duration::any)]
     pub wait: Option<Option<u64>>,
+
+    /// Start at most this many CMDs in this process: N/s, N/m, N/h or N/DUR. A spool-wide limit
+    /// (init --rate) holds as well
+    #[arg(long, value_name = "RATE", value_parser = Rate::parse)]
+    pub rate: Option<Rate>,
+
+    /// How many CMDs --rate lets start at once after a quiet spell [default: 1]
+    #[arg(long, value_name = "N", requires = "rate",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub burst: Option<u64>,
 
     /// Run up to K CMDs at once; with 1, messages run one at a time in queue order
     #[arg(short = 'j', long, value_name = "K", default_value_t = 1,

@@ -36,7 +36,7 @@ impl Code {
         ),
         (
             Code::Empty,
-            "pop: nothing is visible, or --wait=DUR ran out",
+            "pop: nothing is visible, the spool is paused or its rate limit reached (see stderr), or --wait=DUR ran out",
         ),
         (
             Code::NotFound,

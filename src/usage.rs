@@ -137,8 +137,8 @@ mod tests {
             ),
             (
                 &["pus"],
-                "unrecognized subcommand 'pus'; tip: a similar subcommand exists: 'push' \
-                 (see 'qspool --help')",
+                "unrecognized subcommand 'pus'; tip: some similar subcommands exist: 'pause', \
+                 'push' (see 'qspool --help')",
             ),
         ] {
             assert_eq!(line(args), want, "{args:?}");

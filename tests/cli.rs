@@ -25,6 +25,8 @@ mod hostile;
 mod init;
 #[path = "cli/leased_tree.rs"]
 mod leased_tree;
+#[path = "cli/pause.rs"]
+mod pause;
 #[path = "cli/pop.rs"]
 mod pop;
 #[path = "cli/prometheus.rs"]
@@ -33,10 +35,14 @@ mod prometheus;
 mod purge;
 #[path = "cli/push.rs"]
 mod push;
+#[path = "cli/rate.rs"]
+mod rate;
 #[path = "cli/recipes.rs"]
 mod recipes;
 #[path = "cli/regression.rs"]
 mod regression;
+#[path = "cli/replay.rs"]
+mod replay;
 #[path = "cli/requeue.rs"]
 mod requeue;
 #[path = "cli/retention.rs"]

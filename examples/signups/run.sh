@@ -7,7 +7,7 @@
 # Usage: examples/signups/run.sh      (needs qspool on PATH)
 #
 #   SIGNUP_RATE=500     sign-ups per second, for SIGNUP_SECONDS=10 seconds (see produce.sh)
-#   EMAIL_RATE=100      the provider's limit (see send-email)
+#   EMAIL_RATE=100      the provider's limit, per second: the spool's rate limit
 #   WORKERS=4           how many send-email run at once (qspool work -j)
 #   QSPOOL_DIR          the spool (default: a new one under a temporary directory)
 #   SENT_LOG            where send-email records what it sent (default: beside that spool)
@@ -29,7 +29,8 @@ export QSPOOL_DIR SENT_LOG
 cd "$(dirname -- "$0")" || exit 1
 
 echo "spool $QSPOOL_DIR, sent mail in $SENT_LOG"
-qspool init >/dev/null || exit 1
+# The provider's limit, kept by the spool for every worker on it together.
+qspool init --rate "${EMAIL_RATE:-100}/s" >/dev/null || exit 1
 
 ./produce.sh "${SIGNUP_RATE:-500}" "${SIGNUP_SECONDS:-10}" &
 producer=$!

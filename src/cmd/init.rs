@@ -1,9 +1,10 @@
 //! `qspool init`: create a spool and store its defaults.
 
-use crate::cli::InitArgs;
-use crate::exit::Code;
+use crate::cli::{InitArgs, RateSetting};
+use crate::exit::{Code, usage};
 use crate::output;
 use crate::spool::Spool;
+use crate::spool::rate::Rate;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
@@ -21,6 +22,25 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<Code> {
     }
     if let Some(r) = args.retain_done {
         cfg.retain_done_ms = r;
+    }
+    match (args.rate, args.burst) {
+        (Some(RateSetting::Off), Some(_)) => {
+            return Err(usage("--burst needs a rate; --rate off removes the limit"));
+        }
+        (Some(RateSetting::Off), None) => cfg.rate = None,
+        (Some(RateSetting::Limit(r)), burst) => {
+            // A new rate keeps the burst already set, unless given one.
+            let kept = cfg.rate.map_or(1, |old| old.burst);
+            cfg.rate = Some(Rate {
+                burst: burst.unwrap_or(kept),
+                ..r
+            });
+        }
+        (None, Some(b)) => match &mut cfg.rate {
+            Some(r) => r.burst = b,
+            None => return Err(usage("--burst needs a rate: give --rate too")),
+        },
+        (None, None) => {}
     }
     if cfg != spool.config || !spool.has_settings_file() || refused.is_some() {
         spool.store_config(&cfg)?;

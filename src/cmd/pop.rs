@@ -30,9 +30,22 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
     let waiter = args.wait.map(|limit| Waiter::new(&spool, limit));
 
     let mut leases = Vec::new();
+    let mut held = None;
     let taken = (|| -> Result<()> {
         loop {
-            let due = take(&spool, lease_ms, args.count, &mut leases)?;
+            let (due, why) = match gate(&spool, args.count)? {
+                Gate::Open(granted) => {
+                    let taken = take(&spool, lease_ms, granted, &mut leases);
+                    // Starts not used, failure or not, go back: a pop holds none it did not use.
+                    let unused = granted.saturating_sub(leases.len() as u64);
+                    let given_back = spool.give_back_starts(unused);
+                    let due = taken?;
+                    given_back?;
+                    (due, None)
+                }
+                Gate::Held(why, due) => (due, Some(why)),
+            };
+            held = why;
             match &waiter {
                 Some(w) if leases.is_empty() => {
                     if !w.sleep(now_ms(), due).context("wait for a message")? {
@@ -55,6 +68,9 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
         return Err(e);
     }
     if leases.is_empty() {
+        if let Some(why) = held {
+            crate::output::say(&format!("{}: {why}", spool.root().display()));
+        }
         return Ok(Code::Empty);
     }
     if args.ack {
@@ -70,9 +86,40 @@ pub fn run(root: &Path, args: &PopArgs) -> Result<Code> {
     Ok(Code::Ok)
 }
 
+/// Why nothing may be taken now, and when that may change.
+enum Gate {
+    /// This many leases may be started.
+    Open(u64),
+    Held(String, Option<u64>),
+}
+
+/// Whether this pop may lease now, and how many: a paused spool holds every pop (until the
+/// resume rings the doorbell), and a spool-wide rate limit grants its starts.
+fn gate(spool: &Spool, count: u32) -> Result<Gate> {
+    if let Some(since) = spool.paused()? {
+        let why = format!(
+            "paused since {}; `qspool resume` restarts consumption",
+            rfc3339_ms(since)
+        );
+        return Ok(Gate::Held(why, None));
+    }
+    let grant = spool.take_starts(u64::from(count))?;
+    let now = now_ms();
+    if grant.granted > 0 {
+        return Ok(Gate::Open(grant.granted));
+    }
+    let rate = spool.config.rate.map(|r| r.describe()).unwrap_or_default();
+    let next = grant.next_ms.unwrap_or(now);
+    let why = format!(
+        "rate limit {rate} reached; the next lease is allowed in {}ms",
+        next.saturating_sub(now)
+    );
+    Ok(Gate::Held(why, Some(next)))
+}
+
 /// Reclaims expired leases, then leases up to `count` messages into `leases`. When it got
 /// none, returns when something may next become visible: a delayed message or a lease expiry.
-fn take(spool: &Spool, lease_ms: u64, count: u32, leases: &mut Vec<Lease>) -> Result<Option<u64>> {
+fn take(spool: &Spool, lease_ms: u64, count: u64, leases: &mut Vec<Lease>) -> Result<Option<u64>> {
     // Reclaiming is a courtesy to the queue: a lease it cannot move is reported, and this pop
     // still delivers what is ready.
     let next_expiry =

@@ -5,6 +5,7 @@ use crate::cli::StatsArgs;
 use crate::duration::format_ms;
 use crate::encode::rfc3339_ms;
 use crate::exit::Code;
+use crate::spool::rate::{Bucket, Rate};
 use crate::spool::scan::{AGE_BOUNDS_S, Counts, State};
 use crate::spool::{Spool, durable, now_ms, now_us, uses};
 use anyhow::{Context, Result};
@@ -32,6 +33,41 @@ struct Report {
     age_histogram: Histogram,
     /// The live leases that expire soonest, soonest first.
     soonest_expiring_leases: Vec<Expiring>,
+    paused: bool,
+    paused_since: Option<String>,
+    /// The spool-wide rate limit (`init --rate`), null without one.
+    rate_limit: Option<RateLimit>,
+}
+
+#[derive(Serialize)]
+struct RateLimit {
+    /// As `init --rate` takes it: `100/s`.
+    rate: String,
+    per_second: f64,
+    burst: u64,
+    /// Leases started per second, over the last full 10-second slot.
+    current_per_second: f64,
+    /// Leases that could start at once now.
+    available: u64,
+}
+
+/// What holds consumption back: the pause and the rate limit, read (never changed) by stats.
+struct Control {
+    paused_since: Option<u64>,
+    rate: Option<(Rate, Bucket)>,
+    now: u64,
+}
+
+impl Control {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate.map(|(r, b)| RateLimit {
+            rate: r.describe(),
+            per_second: r.count as f64 * 1000.0 / r.per_ms as f64,
+            burst: r.burst,
+            current_per_second: b.per_second(self.now),
+            available: b.credit / r.per_ms,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -103,10 +139,15 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
     for part in parts {
         c.merge(part);
     }
+    let ctl = Control {
+        paused_since: spool.paused()?,
+        rate: spool.rate_state(now)?,
+        now,
+    };
     let text = if args.prometheus {
         let spool_dir = std::path::absolute(root)
             .with_context(|| format!("resolve spool path {}", root.display()))?;
-        let text = prometheus(&c, &spool_dir.to_string_lossy(), now_us());
+        let text = prometheus(&c, &ctl, &spool_dir.to_string_lossy(), now_us());
         if let Some(file) = &args.output {
             write_atomically(file, text.as_bytes())
                 .with_context(|| format!("write {}", file.display()))?;
@@ -114,7 +155,7 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
         }
         text
     } else if args.json {
-        serde_json::to_string(&report(&c, now_us()))? + "\n"
+        serde_json::to_string(&report(&c, &ctl, now_us()))? + "\n"
     } else {
         let mut t = String::new();
         if redraw {
@@ -123,7 +164,7 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
         if args.watch.is_some() {
             t.push_str(&format!("{}  {}\n\n", root.display(), rfc3339_ms(now)));
         }
-        t.push_str(&human(&c, now_us()));
+        t.push_str(&human(&c, &ctl, now_us()));
         if args.watch.is_some() && !redraw {
             t.push('\n');
         }
@@ -141,7 +182,7 @@ fn age_s(now_us: u64, then_us: u64) -> f64 {
     (now_us.saturating_sub(then_us) as f64 / 1e3).round() / 1e3
 }
 
-fn report(c: &Counts, now_us: u64) -> Report {
+fn report(c: &Counts, ctl: &Control, now_us: u64) -> Report {
     let oldest = |s: State| c.oldest_us[s as usize].map(|t| age_s(now_us, t));
     Report {
         ready: c.ready,
@@ -170,6 +211,9 @@ fn report(c: &Counts, now_us: u64) -> Report {
                     / 1e3,
             })
             .collect(),
+        paused: ctl.paused_since.is_some(),
+        paused_since: ctl.paused_since.map(rfc3339_ms),
+        rate_limit: ctl.rate_limit(),
     }
 }
 
@@ -180,7 +224,7 @@ fn rounded(ms: u64) -> String {
 
 /// The table for people: one row per state with its count, bytes, the age of its oldest
 /// message and the qshape histogram; then foreign entries and the leases expiring soonest.
-fn human(c: &Counts, now_us: u64) -> String {
+fn human(c: &Counts, ctl: &Control, now_us: u64) -> String {
     let age = |us: Option<u64>| match us {
         Some(t) => rounded(now_us.saturating_sub(t) / 1000),
         None => "-".to_owned(),
@@ -210,6 +254,15 @@ fn human(c: &Counts, now_us: u64) -> String {
         out.push_str(&format!("{last:>7}\n"));
     }
     out.push_str(&format!("foreign  {:>9}\n", c.foreign));
+    if let Some(since) = ctl.paused_since {
+        out.push_str(&format!("paused   since {}\n", rfc3339_ms(since)));
+    }
+    if let Some(r) = ctl.rate_limit() {
+        out.push_str(&format!(
+            "rate     limit {}, now {:.1}/s, {} available\n",
+            r.rate, r.current_per_second, r.available
+        ));
+    }
     if !c.soonest.is_empty() {
         out.push_str("leases expiring soonest\n");
         for (at, id) in &c.soonest {
@@ -223,7 +276,7 @@ fn human(c: &Counts, now_us: u64) -> String {
 /// The node_exporter textfile format (Prometheus text exposition 0.0.4). Every series carries
 /// the spool's path, so that several spools on one host make distinct series; a value that
 /// does not exist (the oldest age of an empty state) has no sample at all.
-fn prometheus(c: &Counts, spool: &str, now_us: u64) -> String {
+fn prometheus(c: &Counts, ctl: &Control, spool: &str, now_us: u64) -> String {
     let label = format!("spool=\"{}\"", escape_label(spool));
     let mut out = String::new();
     let mut family = |name: &str, help: &str, samples: &[(Option<&str>, String)]| {
@@ -266,6 +319,34 @@ fn prometheus(c: &Counts, spool: &str, now_us: u64) -> String {
         "Entries in the spool that are not messages (see qspool stats).",
         &[(None, c.foreign.to_string())],
     );
+    family(
+        "qspool_paused",
+        "1 while consumption is paused (qspool pause), else 0.",
+        &[(None, u8::from(ctl.paused_since.is_some()).to_string())],
+    );
+    let since = ctl.paused_since.map(|ms| format!("{:.3}", ms as f64 / 1e3));
+    family(
+        "qspool_paused_since_seconds",
+        "When consumption was paused, in seconds since the Unix epoch (only while paused).",
+        &since.map(|v| (None, v)).into_iter().collect::<Vec<_>>(),
+    );
+    if let Some(r) = ctl.rate_limit() {
+        family(
+            "qspool_rate_limit_per_second",
+            "The spool-wide limit on leases started per second (init --rate).",
+            &[(None, format!("{}", r.per_second))],
+        );
+        family(
+            "qspool_rate_burst",
+            "How many leases the spool-wide limit lets start at once after a quiet spell.",
+            &[(None, r.burst.to_string())],
+        );
+        family(
+            "qspool_rate_current_per_second",
+            "Leases started per second under the spool-wide limit, over the last full 10 s.",
+            &[(None, format!("{}", r.current_per_second))],
+        );
+    }
     out
 }
 
@@ -308,7 +389,12 @@ mod tests {
 
     #[test]
     fn an_empty_spool_has_counts_but_no_ages() {
-        let text = prometheus(&Counts::default(), "/s", 0);
+        let ctl = Control {
+            paused_since: None,
+            rate: None,
+            now: 0,
+        };
+        let text = prometheus(&Counts::default(), &ctl, "/s", 0);
         assert!(text.contains("qspool_messages{spool=\"/s\",state=\"ready\"} 0\n"));
         assert!(!text.contains("qspool_oldest_message_age_seconds"));
         assert!(text.contains("qspool_foreign_entries{spool=\"/s\"} 0\n"));

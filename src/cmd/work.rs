@@ -10,6 +10,7 @@ use crate::exit::Code;
 use crate::os::{self, Signals};
 use crate::output::{report, say};
 use crate::spool::name::Leased;
+use crate::spool::rate;
 use crate::spool::ready::{Lease, Take};
 use crate::spool::transition::{NotDurable, Released};
 use crate::spool::{Spool, durable, lease, now_ms, uses};
@@ -55,6 +56,12 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
         stopping: false,
         broken: false,
         exits_pending: false,
+        local_rate: args.rate.map(|r| {
+            let burst = args.burst.unwrap_or(r.burst);
+            rate::Local::new(rate::Rate { burst, ..r }, now_ms())
+        }),
+        pause_said: None,
+        found_last: true,
     };
     work.run(&signals, waiter.as_ref());
     work.outcomes.summarize(args.quiet, work.leased);
@@ -179,6 +186,9 @@ struct Look {
     empty: bool,
     /// When something may next become visible: a delayed message or a lease expiry.
     due_ms: Option<u64>,
+    /// A rate limit holds the next start until this instant: the loop sleeps until then, with
+    /// or without --wait.
+    hold_ms: Option<u64>,
 }
 
 struct Work<'a> {
@@ -200,6 +210,12 @@ struct Work<'a> {
     broken: bool,
     /// A SIGCHLD was read and its CMD not yet reaped.
     exits_pending: bool,
+    /// `--rate`: this process's own limit on starts.
+    local_rate: Option<rate::Local>,
+    /// The pause this worker has said it holds off for, by its time: said once per pause.
+    pause_said: Option<u64>,
+    /// Whether the last look for a message found one.
+    found_last: bool,
 }
 
 impl Work<'_> {
@@ -209,11 +225,13 @@ impl Work<'_> {
         let mut due_ms = None;
         loop {
             let mut empty = false;
+            let mut hold_ms = None;
             if self.may_take() {
                 match self.fill(signals) {
                     Ok(look) => {
                         empty = look.empty;
                         due_ms = look.due_ms;
+                        hold_ms = look.hold_ms;
                         if look.took {
                             // Work came, even if none of it is running now.
                             idle_since = None;
@@ -226,7 +244,10 @@ impl Work<'_> {
                 }
             }
             let mut sleep: Option<Duration> = None;
-            if self.jobs.is_empty() {
+            // Held by the rate limit after the last look found a message: messages wait only for
+            // their start, which is not idleness.
+            let busy_hold = hold_ms.is_some() && self.found_last;
+            if self.jobs.is_empty() && !busy_hold {
                 if !self.may_take() || (empty && waiter.is_none()) {
                     return;
                 }
@@ -250,6 +271,12 @@ impl Work<'_> {
                 sleep = earliest(sleep, w.timeout(now_ms(), due_ms));
             }
             sleep = earliest(sleep, self.next_deadline());
+            if let Some(at) = hold_ms {
+                sleep = earliest(
+                    sleep,
+                    Some(Duration::from_millis(at.saturating_sub(now_ms()))),
+                );
+            }
             if self.exits_pending {
                 // `fill` read the SIGCHLD of a CMD that exited meanwhile: reap it now.
                 sleep = Some(Duration::ZERO);
@@ -307,6 +334,30 @@ impl Work<'_> {
     /// Leases messages and starts their CMDs until every slot is busy or nothing is visible.
     /// Signals and heartbeats are seen between starts: starting many CMDs takes a while.
     fn fill(&mut self, signals: &Signals) -> Result<Look> {
+        // A paused spool: nothing is taken, not even an expired lease back. Without --wait
+        // this is the end of the work; with it, the resume's doorbell wakes the loop.
+        if let Some(since) = self.spool.paused()? {
+            if self.pause_said != Some(since) {
+                self.pause_said = Some(since);
+                let then = if self.args.wait.is_some() {
+                    "holding off until `qspool resume`"
+                } else {
+                    "taking nothing (without --wait, work exits once its CMDs end)"
+                };
+                report(&anyhow!(
+                    "{}: paused since {}; {then}",
+                    self.spool.root().display(),
+                    crate::encode::rfc3339_ms(since)
+                ));
+            }
+            return Ok(Look {
+                took: false,
+                empty: true,
+                due_ms: None,
+                hold_ms: None,
+            });
+        }
+        self.pause_said = None;
         // As in pop: reclaiming is a courtesy, and a lease that cannot be moved is reported
         // without holding up this worker.
         // Never its own running leases: with a lease shorter than the time between two
@@ -333,24 +384,78 @@ impl Work<'_> {
                     took,
                     empty: false,
                     due_ms: next_expiry,
+                    hold_ms: None,
                 });
             }
-            match self.spool.take(now_ms(), self.lease_ms)? {
+            if let Some(hold) = self.take_start()? {
+                return Ok(Look {
+                    took,
+                    empty: false,
+                    due_ms: next_expiry,
+                    hold_ms: Some(hold),
+                });
+            }
+            let taken = self.spool.take(now_ms(), self.lease_ms);
+            if taken.is_err() {
+                let _ = self.give_back_start();
+            }
+            match taken? {
                 Take::Leased(l) => {
                     took = true;
+                    self.found_last = true;
                     self.started += 1;
                     self.leased += 1;
                     self.start(l)?;
                 }
                 Take::Nothing { next_ms } => {
+                    self.found_last = false;
+                    self.give_back_start()?;
                     return Ok(Look {
                         took,
                         empty: true,
                         due_ms: earliest(next_ms, next_expiry),
+                        hold_ms: None,
                     });
                 }
             }
         }
+    }
+
+    /// Takes one start from this worker's `--rate` and from the spool-wide limit. `Some`: the
+    /// instant at which a start will next be allowed, none being allowed now.
+    fn take_start(&mut self) -> Result<Option<u64>> {
+        let now = now_ms();
+        if let Some(local) = &mut self.local_rate {
+            let grant = local.take(now, 1);
+            if grant.granted == 0 {
+                return Ok(Some(grant.next_ms.unwrap_or(now + 1)));
+            }
+        }
+        let grant = match self.spool.take_starts(1) {
+            Ok(g) => g,
+            Err(e) => {
+                if let Some(local) = &mut self.local_rate {
+                    local.give_back(now, 1);
+                }
+                return Err(e);
+            }
+        };
+        if grant.granted == 0 {
+            if let Some(local) = &mut self.local_rate {
+                local.give_back(now, 1);
+            }
+            return Ok(Some(grant.next_ms.unwrap_or(now + 1)));
+        }
+        Ok(None)
+    }
+
+    /// Gives back the start `take_start` took when there was nothing to lease with it.
+    fn give_back_start(&mut self) -> Result<()> {
+        let now = now_ms();
+        if let Some(local) = &mut self.local_rate {
+            local.give_back(now, 1);
+        }
+        self.spool.give_back_starts(1)
     }
 
     /// Starts CMD for a message just leased, its payload file as standard input.

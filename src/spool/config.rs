@@ -36,6 +36,10 @@ pub struct Config {
     /// How long an acked message stays in `done/` before `requeue --expired` or `stats`
     /// removes it; a file written before this setting existed gets the default.
     pub retain_done_ms: u64,
+    /// The spool-wide limit on starts (leases) per period, which every `pop` and `work` on the
+    /// spool obeys together (`rate::Rate`); none when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<super::rate::Rate>,
 }
 
 impl Default for Config {
@@ -44,6 +48,7 @@ impl Default for Config {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             lease_ms: DEFAULT_LEASE_MS,
             retain_done_ms: DEFAULT_RETAIN_DONE_MS,
+            rate: None,
         }
     }
 }
@@ -73,13 +78,21 @@ impl Config {
         if cfg.lease_ms > crate::duration::MAX_LEASE_MS {
             return Err(bad("lease_ms is at most 43200000 (12h)".into()));
         }
+        if let Some(Err(why)) = cfg.rate.map(|r| r.check()) {
+            return Err(bad(why));
+        }
         Ok(cfg)
     }
 
-    /// How `init` prints settings: `max-attempts 5, lease 30s, retain-done 1d`.
+    /// How `init` prints settings: `max-attempts 5, lease 30s, retain-done 1d`, and the rate
+    /// limit when there is one (`, rate 100/s burst 20`).
     pub fn describe(&self) -> String {
+        let rate = self
+            .rate
+            .map(|r| format!(", rate {}", r.describe()))
+            .unwrap_or_default();
         format!(
-            "max-attempts {}, lease {}, retain-done {}",
+            "max-attempts {}, lease {}, retain-done {}{rate}",
             self.max_attempts,
             crate::duration::format_ms(self.lease_ms),
             crate::duration::format_ms(self.retain_done_ms)

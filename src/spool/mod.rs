@@ -9,7 +9,9 @@ pub mod lease;
 pub mod leased;
 pub mod message;
 pub mod name;
+pub mod pause;
 pub mod push;
+pub mod rate;
 pub mod ready;
 pub mod scan;
 pub mod transition;
@@ -61,6 +63,8 @@ pub mod uses {
     /// Back to `new/`, or to `dead/` after the last attempt.
     pub const REQUEUE: &[Dir] = &[Dir::New, Dir::Leased, Dir::Dead];
     pub const REPLAY: &[Dir] = &[Dir::New, Dir::Dead];
+    /// `replay --done`: done → new.
+    pub const REPLAY_DONE: &[Dir] = &[Dir::New, Dir::Done];
     /// Every state a message can be in, but `tmp/`: `work`, `show`.
     pub const MESSAGES: &[Dir] = &[Dir::New, Dir::Leased, Dir::Done, Dir::Dead];
     /// `stats`, `list`, `requeue --expired`.

@@ -149,19 +149,21 @@ impl Spool {
         }
     }
 
-    /// dead → new with the attempt count reset and the id unchanged. `false` when it was not there.
-    pub fn replay(&self, dead: &Ended) -> Result<bool> {
-        let name = dead.to_string();
-        if !self.check_source(Dir::Dead, &name)? {
+    /// dead → new (or, `from` done/, done → new) with the attempt count reset and the id
+    /// unchanged. `false` when it was not there.
+    pub fn replay(&self, from: Dir, ended: &Ended) -> Result<bool> {
+        debug_assert!(matches!(from, Dir::Dead | Dir::Done));
+        let name = ended.to_string();
+        if !self.check_source(from, &name)? {
             return Ok(false);
         }
         let ready = Ready {
-            id: dead.id.clone(),
+            id: ended.id.clone(),
             attempts: 0,
             visible_ms: now_ms(),
         };
-        let path = self.dir(Dir::Dead).join(&name);
-        match self.rename_to_new(self.fd(Dir::Dead)?, &name, &ready) {
+        let path = self.dir(from).join(&name);
+        match self.rename_to_new(self.fd(from)?, &name, &ready) {
             Ok(Ok(())) => Ok(true),
             Ok(Err(not_durable)) => {
                 Err(anyhow::Error::new(not_durable).context(format!("replay {}", path.display())))

@@ -618,6 +618,9 @@ enum Op {
     Extend,
     /// A `pop` whose first act is to reclaim an expired lease from its bucket.
     Reclaim,
+    /// A `pop` on a spool with a rate limit: it takes its start from the shared bucket under
+    /// its lock first.
+    RatedPop,
 }
 
 /// What one run under strace left: whether the process was killed, and the spool's verdict.
@@ -636,7 +639,13 @@ fn killed_by_sigkill(st: std::process::ExitStatus) -> bool {
 /// receipt commands are simply run again, then fsck), drains and judges.
 fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> CrashRun {
     let max = if op == Op::Replay { "1" } else { "5" };
-    let env = Env::init(&["--max-attempts", max]);
+    let env = if op == Op::RatedPop {
+        // Fast enough that the drain after the kill is not held up; the burst is what the
+        // killed pop may have taken.
+        Env::init(&["--max-attempts", max, "--rate", "1000/s", "--burst", "3"])
+    } else {
+        Env::init(&["--max-attempts", max])
+    };
     let spool = env.spool();
     let h = History::new(env.scratch());
     let body = format!("crash {op:?}");
@@ -680,7 +689,7 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
     let args: Vec<&str> = match op {
         Op::Push => vec!["push", &body],
         Op::PushLines => vec!["push", "--lines"],
-        Op::Pop => vec!["pop", "--json", "--lease", "1ms"],
+        Op::Pop | Op::RatedPop => vec!["pop", "--json", "--lease", "1ms"],
         Op::PopMany => vec!["pop", "--json", "-n", "3", "--lease", "1ms"],
         Op::Ack => vec!["ack", &rcpt],
         Op::Requeue => vec!["requeue", &rcpt],
@@ -755,7 +764,7 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
                 h.lease_ended("victim", id, if killed { "killed" } else { "expired" });
             }
         }
-        Op::Pop | Op::Reclaim => {
+        Op::Pop | Op::Reclaim | Op::RatedPop => {
             let text = stdout(&o);
             if let Some(m) = text
                 .lines()
@@ -932,6 +941,11 @@ fn crash_at_every_syscall_of_extend() {
 #[test]
 fn crash_at_every_syscall_of_a_pop_that_reclaims() {
     crash_every_syscall(Op::Reclaim, 3);
+}
+
+#[test]
+fn crash_at_every_syscall_of_a_rate_limited_pop() {
+    crash_every_syscall(Op::RatedPop, 3);
 }
 
 #[test]

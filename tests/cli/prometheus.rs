@@ -117,7 +117,7 @@ fn prometheus_counts_every_state_and_matches_json() {
             assert_eq!(labels.get("spool").map(String::as_str), Some(spool));
             assert!(*value >= 0.0, "{name} {value}");
         }
-        assert_eq!(samples.len(), 6 + 6 + 3 + 1, "{samples:?}");
+        assert_eq!(samples.len(), 6 + 6 + 3 + 1 + 1, "{samples:?}");
     }
 }
 
@@ -201,4 +201,39 @@ fn prometheus_on_a_missing_spool_is_an_error_not_zeros() {
     let o = env.run(&["stats", "--prometheus"]);
     assert_exit(&o, 1);
     assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn the_pause_and_the_rate_limit_are_series_a_real_parser_reads() {
+    let env = Env::init(&["--rate", "100/s", "--burst", "20"]);
+    env.push("x");
+    env.qspool(&["pause"]).expect(0);
+    let o = env.qspool(&["stats", "--prometheus"]).expect(0);
+    let text = stdout(&o);
+    for family in [
+        "qspool_paused",
+        "qspool_paused_since_seconds",
+        "qspool_rate_limit_per_second",
+        "qspool_rate_burst",
+        "qspool_rate_current_per_second",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} gauge\n")),
+            "{family}: {text}"
+        );
+    }
+    if let Some(samples) = parse(&text) {
+        let value = |name: &str| {
+            samples
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, _, v)| *v)
+                .unwrap_or_else(|| panic!("{name}: {samples:?}"))
+        };
+        assert_eq!(value("qspool_paused"), 1.0);
+        assert!((value("qspool_paused_since_seconds") - now_ms() as f64 / 1e3).abs() < 60.0);
+        assert_eq!(value("qspool_rate_limit_per_second"), 100.0);
+        assert_eq!(value("qspool_rate_burst"), 20.0);
+        assert_eq!(value("qspool_rate_current_per_second"), 0.0);
+    }
 }
