@@ -48,10 +48,20 @@ pub fn create_new(dir: &File, name: &str) -> io::Result<File> {
 /// leftover of this process id from an earlier crash is removed first; on failure the
 /// temporary file is removed and `name` is as it was.
 pub fn replace_file(dir: &File, name: &str, text: &[u8], mode: u32) -> io::Result<()> {
+    place_file(dir, name, text, mode, false).map(|_| ())
+}
+
+/// `replace_file`, but an existing `name` is kept (`RENAME_NOREPLACE`): `false` when one was
+/// there, and nothing changed.
+pub fn create_file(dir: &File, name: &str, text: &[u8], mode: u32) -> io::Result<bool> {
+    place_file(dir, name, text, mode, true)
+}
+
+fn place_file(dir: &File, name: &str, text: &[u8], mode: u32, keep: bool) -> io::Result<bool> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let tmp = format!(".{name}.{}", std::process::id());
-    let write = || -> io::Result<()> {
+    let write = || -> io::Result<bool> {
         let _ = at::unlink(dir, &tmp);
         let mut f = create_new(dir, &tmp)?;
         if mode != FILE_MODE {
@@ -59,12 +69,21 @@ pub fn replace_file(dir: &File, name: &str, text: &[u8], mode: u32) -> io::Resul
         }
         f.write_all(text)?;
         f.sync_all()?;
-        at::rename_replace(dir, &tmp, name)?;
-        dir.sync_all()
+        if keep {
+            match at::rename_noreplace(dir, &tmp, dir, name) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+                placed => placed?,
+            }
+        } else {
+            at::rename_replace(dir, &tmp, name)?;
+        }
+        dir.sync_all().map(|()| true)
     };
-    write().inspect_err(|_| {
+    let placed = write();
+    if !matches!(placed, Ok(true)) {
         let _ = at::unlink(dir, &tmp);
-    })
+    }
+    placed
 }
 
 /// Opens `dir/name` for reading, refusing anything but a plain, singly linked file, and says

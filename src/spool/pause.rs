@@ -3,7 +3,7 @@
 
 use super::{Spool, at, durable, name::MAX_MS};
 use anyhow::{Context, Result, bail};
-use std::io::{Read, Write};
+use std::io::Read;
 
 pub const FILE_NAME: &str = "paused";
 
@@ -40,24 +40,15 @@ impl Spool {
             return Ok((since, false));
         }
         let path = self.root().join(FILE_NAME);
-        let dir = &self.root_dir;
-        let tmp = format!(".{FILE_NAME}.{}", std::process::id());
-        let _ = at::unlink(dir, &tmp);
-        let write = || -> std::io::Result<bool> {
-            let mut f = durable::create_new(dir, &tmp)?;
-            f.write_all(format!("{now:013}\n").as_bytes())?;
-            f.sync_all()?;
-            match at::rename_noreplace(dir, &tmp, dir, FILE_NAME) {
-                Ok(()) => dir.sync_all().map(|()| true),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(e),
-            }
-        };
-        let placed = write();
-        if !matches!(placed, Ok(true)) {
-            let _ = at::unlink(dir, &tmp);
-        }
-        if placed.with_context(|| format!("write {}", path.display()))? {
+        let text = format!("{now:013}\n");
+        let placed = durable::create_file(
+            &self.root_dir,
+            FILE_NAME,
+            text.as_bytes(),
+            durable::FILE_MODE,
+        )
+        .with_context(|| format!("write {}", path.display()))?;
+        if placed {
             return Ok((now, true));
         }
         Ok((self.paused()?.unwrap_or(now), false))
