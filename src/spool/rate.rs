@@ -253,8 +253,8 @@ fn parse_state(text: &str, r: &Rate) -> Option<Bucket> {
 }
 
 impl Spool {
-    /// Takes up to `want` starts from the spool-wide limit at `now`, if the spool has one (all
-    /// of `want` if not). The state file is read and rewritten under an exclusive `flock`, which
+    /// Takes up to `want` starts from the spool-wide limit, if the spool has one (all of
+    /// `want` if not), at the time read under the lock. The state file is read and rewritten under an exclusive `flock`, which
     /// the kernel drops when its holder dies: a crash can leave no lock behind, and a torn
     /// write only refills the bucket.
     pub fn take_starts(&self, want: u64) -> Result<Grant> {
