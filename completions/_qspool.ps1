@@ -54,6 +54,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--retain-done', '--retain-done', [CompletionResultType]::ParameterName, 'How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes them [default: 1d]')
             [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Spool-wide limit on leases started, by every pop and work together: N/s, N/m, N/h or N/DUR (as in 5/10s); `off` removes it')
             [CompletionResult]::new('--burst', '--burst', [CompletionResultType]::ParameterName, 'How many leases the spool-wide limit allows at once after a quiet spell [default: 1]')
+            [CompletionResult]::new('--dedup-window', '--dedup-window', [CompletionResultType]::ParameterName, 'How long an acked message keeps its `push --key` from being pushed again [default: 5m]')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
@@ -63,6 +64,8 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         }
         'qspool;push' {
             [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Keep the messages invisible for this long, e.g. 90s, 1h')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Push the message only if no message with this dedup key is ready, delayed or leased, or was acked within the spool''s dedup window (init --dedup-window, 5m by default); otherwise print that message''s id. 1 to 128 bytes; one message per push')
+            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Deliver the messages of group G one at a time, in push order: while one is out (ready, delayed or leased), the next waits. 1 to 128 bytes')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Each argument names a file; the file''s contents is one message')
@@ -71,6 +74,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('-0', '-0', [CompletionResultType]::ParameterName, 'Like --lines, with NUL-separated input, as xargs -0 reads it')
             [CompletionResult]::new('--null', '--null', [CompletionResultType]::ParameterName, 'Like --lines, with NUL-separated input, as xargs -0 reads it')
             [CompletionResult]::new('--no-sync', '--no-sync', [CompletionResultType]::ParameterName, 'Skip the fsyncs: faster, but a crash may lose messages whose ids were printed')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message: id, pushed (false when --key found the key held, and id is the holder''s), and key')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')

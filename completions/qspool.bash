@@ -537,7 +537,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__init)
-            opts="-s -h --max-attempts --lease --retain-done --rate --burst --spool --trust-spool --help"
+            opts="-s -h --max-attempts --lease --retain-done --rate --burst --dedup-window --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -560,6 +560,10 @@ _qspool() {
                     return 0
                     ;;
                 --burst)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dedup-window)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -695,13 +699,21 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__push)
-            opts="-f -0 -s -h --file --lines --null --delay --no-sync --spool --trust-spool --help"
+            opts="-f -0 -s -h --file --lines --null --delay --no-sync --key --json --group --spool --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -50,6 +50,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --retain-done 'How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes them [default: 1d]'
             cand --rate 'Spool-wide limit on leases started, by every pop and work together: N/s, N/m, N/h or N/DUR (as in 5/10s); `off` removes it'
             cand --burst 'How many leases the spool-wide limit allows at once after a quiet spell [default: 1]'
+            cand --dedup-window 'How long an acked message keeps its `push --key` from being pushed again [default: 5m]'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
@@ -58,6 +59,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
         }
         &'qspool;push'= {
             cand --delay 'Keep the messages invisible for this long, e.g. 90s, 1h'
+            cand --key 'Push the message only if no message with this dedup key is ready, delayed or leased, or was acked within the spool''s dedup window (init --dedup-window, 5m by default); otherwise print that message''s id. 1 to 128 bytes; one message per push'
+            cand --group 'Deliver the messages of group G one at a time, in push order: while one is out (ready, delayed or leased), the next waits. 1 to 128 bytes'
             cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
             cand -f 'Each argument names a file; the file''s contents is one message'
@@ -66,6 +69,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -0 'Like --lines, with NUL-separated input, as xargs -0 reads it'
             cand --null 'Like --lines, with NUL-separated input, as xargs -0 reads it'
             cand --no-sync 'Skip the fsyncs: faster, but a crash may lose messages whose ids were printed'
+            cand --json 'Print one JSON object per message: id, pushed (false when --key found the key held, and id is the holder''s), and key'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'

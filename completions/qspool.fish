@@ -51,15 +51,19 @@ complete -c qspool -n "__fish_qspool_using_subcommand init" -l lease -d 'Default
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l retain-done -d 'How long acked messages stay in done/ before `requeue --expired` (or `stats`) removes them [default: 1d]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l rate -d 'Spool-wide limit on leases started, by every pop and work together: N/s, N/m, N/h or N/DUR (as in 5/10s); `off` removes it' -r
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l burst -d 'How many leases the spool-wide limit allows at once after a quiet spell [default: 1]' -r
+complete -c qspool -n "__fish_qspool_using_subcommand init" -l dedup-window -d 'How long an acked message keeps its `push --key` from being pushed again [default: 5m]' -r
 complete -c qspool -n "__fish_qspool_using_subcommand init" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand init" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l delay -d 'Keep the messages invisible for this long, e.g. 90s, 1h' -r
+complete -c qspool -n "__fish_qspool_using_subcommand push" -l key -d 'Push the message only if no message with this dedup key is ready, delayed or leased, or was acked within the spool\'s dedup window (init --dedup-window, 5m by default); otherwise print that message\'s id. 1 to 128 bytes; one message per push' -r
+complete -c qspool -n "__fish_qspool_using_subcommand push" -l group -d 'Deliver the messages of group G one at a time, in push order: while one is out (ready, delayed or leased), the next waits. 1 to 128 bytes' -r
 complete -c qspool -n "__fish_qspool_using_subcommand push" -s s -l spool -d 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]' -r -F
 complete -c qspool -n "__fish_qspool_using_subcommand push" -s f -l file -d 'Each argument names a file; the file\'s contents is one message'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l lines -d 'Each line of standard input is one message (empty lines skipped), pushed as one batch'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -s 0 -l null -d 'Like --lines, with NUL-separated input, as xargs -0 reads it'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l no-sync -d 'Skip the fsyncs: faster, but a crash may lose messages whose ids were printed'
+complete -c qspool -n "__fish_qspool_using_subcommand push" -l json -d 'Print one JSON object per message: id, pushed (false when --key found the key held, and id is the holder\'s), and key'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qspool -n "__fish_qspool_using_subcommand pop" -l lease -d 'Lease length [default: the spool\'s, 30s unless set by init]' -r

@@ -81,7 +81,7 @@ pub enum Command {
 /// that the kernel drops when its holder dies, so no crash can leave the queue held.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  qspool init --max-attempts 3 --lease 2m
+  qspool init --max-attempts 3 --lease 2m --dedup-window 1h
   qspool init --rate 100/s --burst 20
   qspool -s /var/spool/mail-out init --rate off")]
 pub struct InitArgs {
@@ -106,6 +106,10 @@ pub struct InitArgs {
     /// How many leases the spool-wide limit allows at once after a quiet spell [default: 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub burst: Option<u64>,
+
+    /// How long an acked message keeps its `push --key` from being pushed again [default: 5m]
+    #[arg(long, value_name = "DUR", value_parser = duration::any)]
+    pub dedup_window: Option<u64>,
 }
 
 /// `init --rate`'s value: a limit, or none.
@@ -185,8 +189,8 @@ pub struct ReplayArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool push 'send welcome mail to ada@example.org'
-  tar c ./report | qspool push
-  find incoming -name '*.json' -print0 | xargs -0 -r qspool push --file")]
+  qspool push --key \"invoice-$ORDER\" --json \"bill order $ORDER\"
+  printf 'create\\nupdate\\n' | qspool push --group customer-42 --lines")]
 pub struct PushArgs {
     /// Messages to push, one per argument (with --file, the files whose contents to push)
     #[arg(value_name = "TEXT", conflicts_with_all = ["lines", "null"])]
@@ -211,6 +215,22 @@ pub struct PushArgs {
     /// Skip the fsyncs: faster, but a crash may lose messages whose ids were printed
     #[arg(long)]
     pub no_sync: bool,
+
+    /// Push the message only if no message with this dedup key is ready, delayed or leased, or
+    /// was acked within the spool's dedup window (init --dedup-window, 5m by default);
+    /// otherwise print that message's id. 1 to 128 bytes; one message per push
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["lines", "null"])]
+    pub key: Option<OsString>,
+
+    /// Print one JSON object per message: id, pushed (false when --key found the key held,
+    /// and id is the holder's), and key
+    #[arg(long)]
+    pub json: bool,
+
+    /// Deliver the messages of group G one at a time, in push order: while one is out (ready,
+    /// delayed or leased), the next waits. 1 to 128 bytes
+    #[arg(long, value_name = "G", conflicts_with = "key")]
+    pub group: Option<OsString>,
 }
 
 /// Lease the message that has been visible longest and print its payload.

@@ -19,10 +19,14 @@ mod faults;
 mod fsck;
 #[path = "cli/generated.rs"]
 mod generated;
+#[path = "cli/groups.rs"]
+mod groups;
 #[path = "cli/hostile.rs"]
 mod hostile;
 #[path = "cli/init.rs"]
 mod init;
+#[path = "cli/keys.rs"]
+mod keys;
 #[path = "cli/leased_tree.rs"]
 mod leased_tree;
 #[path = "cli/pause.rs"]

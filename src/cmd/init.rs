@@ -23,6 +23,9 @@ pub fn run(root: &Path, args: &InitArgs) -> Result<Code> {
     if let Some(r) = args.retain_done {
         cfg.retain_done_ms = r;
     }
+    if let Some(w) = args.dedup_window {
+        cfg.dedup_window_ms = w;
+    }
     match (args.rate, args.burst) {
         (Some(RateSetting::Off), Some(_)) => {
             return Err(usage("--burst needs a rate; --rate off removes the limit"));

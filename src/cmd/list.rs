@@ -4,11 +4,13 @@ use crate::cli::ListArgs;
 use crate::duration::format_ms;
 use crate::encode::{rfc3339_ms, rfc3339_us};
 use crate::exit::Code;
+use crate::spool::name::KeyHash;
 use crate::spool::scan::{Seen, State};
 use crate::spool::{Spool, now_ms, uses};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BinaryHeap;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -30,6 +32,9 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     state_since: Option<String>,
     size: u64,
+    /// The dedup key (`push --key`) of a keyed message; `null` when its record is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<Option<String>>,
 }
 
 pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
@@ -62,11 +67,13 @@ pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
     // Oldest enqueued first, across states.
     let seen: Vec<Seen> = oldest.into_sorted_vec().into_iter().map(|b| b.0).collect();
     let mut out = std::io::BufWriter::new(crate::output::stdout()?);
+    let mut keys = KeyTexts::new(&spool);
     for m in &seen {
+        let key = keys.of(m.name.key());
         let text = if args.json {
-            serde_json::to_string(&json_line(m))?
+            serde_json::to_string(&json_line(m, key))?
         } else {
-            human_line(m, now)
+            human_line(m, now, key)
         };
         writeln!(out, "{text}").context("write to standard output")?;
     }
@@ -74,7 +81,38 @@ pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
     Ok(Code::Ok)
 }
 
-fn json_line(m: &Seen) -> Line<'_> {
+/// The keys of the messages listed, each read from its record once.
+pub(crate) struct KeyTexts<'s> {
+    spool: &'s Spool,
+    known: HashMap<KeyHash, Option<String>>,
+}
+
+impl<'s> KeyTexts<'s> {
+    pub(crate) fn new(spool: &'s Spool) -> KeyTexts<'s> {
+        KeyTexts {
+            spool,
+            known: HashMap::new(),
+        }
+    }
+
+    /// `None`: no key; `Some(None)`: a key whose record is gone.
+    pub(crate) fn of(&mut self, hash: Option<KeyHash>) -> Option<Option<String>> {
+        let hash = hash?;
+        let spool = self.spool;
+        Some(
+            self.known
+                .entry(hash)
+                .or_insert_with(|| {
+                    spool
+                        .key_text(hash)
+                        .map(|k| String::from_utf8_lossy(&k).into_owned())
+                })
+                .clone(),
+        )
+    }
+}
+
+fn json_line(m: &Seen, key: Option<Option<String>>) -> Line<'_> {
     let at = Some(rfc3339_ms(m.named_ms()));
     let (mut visible_at, mut lease_expires_at, mut finished_at) = (None, None, None);
     let mut state_since = None;
@@ -100,6 +138,7 @@ fn json_line(m: &Seen) -> Line<'_> {
         finished_at,
         state_since,
         size: m.size,
+        key,
     }
 }
 
@@ -126,7 +165,7 @@ impl Ord for ById {
     }
 }
 
-fn human_line(m: &Seen, now: u64) -> String {
+fn human_line(m: &Seen, now: u64, key: Option<Option<String>>) -> String {
     let age = format_ms(round(now.saturating_sub(m.id().enqueued_us() / 1000)));
     let when = match m.state {
         State::Ready => String::new(),
@@ -149,8 +188,19 @@ fn human_line(m: &Seen, now: u64) -> String {
             )
         }
     };
+    // Escaped: a key is the producer's bytes, and must not drive the terminal.
+    let key = match key {
+        Some(Some(k)) => format!("key \"{}\"", k.escape_debug()),
+        Some(None) => "key (record gone)".to_owned(),
+        None => String::new(),
+    };
+    let tail = [when, key]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("  ");
     format!(
-        "{:<8} {}  a{:<3} {:>9} {:>10}B  {when}",
+        "{:<8} {}  a{:<3} {:>9} {:>10}B  {tail}",
         m.state.name(),
         m.id(),
         m.attempts(),

@@ -1,5 +1,6 @@
 //! `qspool pop`: lease the longest-visible messages and hand over their payloads.
 
+use super::list::KeyTexts;
 use crate::cli::PopArgs;
 use crate::encode::json::{CHUNK, write_json};
 use crate::encode::{rfc3339_ms, rfc3339_us};
@@ -175,13 +176,19 @@ fn write_all_leases(
     args: &PopArgs,
     out: &mut io::BufWriter<std::fs::File>,
 ) -> Result<()> {
+    let mut keys = KeyTexts::new(spool);
     for l in leases {
         let path = spool.leased_path(&l.leased);
         let (mut file, size) = spool
             .open_leased(&l.leased)
             .map_err(|e| lost_or(e, &path))?;
         if args.json {
-            let head = head(&l.leased, l.enqueued_us)?;
+            let group = l.leased.group.map(|g| {
+                spool
+                    .group_text(g)
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+            });
+            let head = head(&l.leased, l.enqueued_us, keys.of(l.leased.key), group)?;
             let name = path.display().to_string();
             write_json(out, &mut file, size, &head, &name, CHUNK)?;
         } else {
@@ -194,8 +201,13 @@ fn write_all_leases(
 }
 
 /// The fields of a `pop --json` object that come before `size`, in their order of output.
-fn head(leased: &Leased, enqueued_us: u64) -> Result<Vec<(&'static str, String)>> {
-    Ok(vec![
+fn head(
+    leased: &Leased,
+    enqueued_us: u64,
+    key: Option<Option<String>>,
+    group: Option<Option<String>>,
+) -> Result<Vec<(&'static str, String)>> {
+    let mut fields = vec![
         ("id", serde_json::to_string(leased.id.as_str())?),
         ("receipt", serde_json::to_string(&leased.to_string())?),
         ("attempt", serde_json::to_string(&leased.attempt)?),
@@ -207,7 +219,14 @@ fn head(leased: &Leased, enqueued_us: u64) -> Result<Vec<(&'static str, String)>
             "lease_expires_at",
             serde_json::to_string(&rfc3339_ms(leased.expires_ms))?,
         ),
-    ])
+    ];
+    if let Some(key) = key {
+        fields.push(("key", serde_json::to_string(&key)?));
+    }
+    if let Some(group) = group {
+        fields.push(("group", serde_json::to_string(&group)?));
+    }
+    Ok(fields)
 }
 
 fn write_receipts(path: &Path, text: &[u8]) -> io::Result<()> {

@@ -1,18 +1,55 @@
 //! `qspool push`: messages from arguments, standard input, or its lines.
 
 use crate::cli::PushArgs;
-use crate::exit::Code;
-use crate::spool::push::{Batch, Body};
-use crate::spool::{Spool, uses};
+use crate::exit::{Code, usage};
+use crate::spool::name::KeyHash;
+use crate::spool::push::{Batch, Body, pushed_json};
+use crate::spool::{Spool, groups, keys, now_ms, uses};
 use anyhow::{Context, Result};
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 pub fn run(root: &Path, args: &PushArgs) -> Result<Code> {
+    if let Some(key) = &args.key {
+        keys::check_key(key.as_bytes()).map_err(|why| usage(format!("--key: {why}")))?;
+        if args.text.len() > 1 {
+            return Err(usage(format!(
+                "--key names one message, and {} were given; push each with its own key",
+                args.text.len()
+            )));
+        }
+    }
+    if let Some(g) = &args.group {
+        groups::check_group(g.as_bytes()).map_err(|why| usage(format!("--group: {why}")))?;
+    }
     let spool = Spool::create(root, uses::PUSH)?;
     let mut batch = Batch::new(&spool, !args.no_sync);
+    batch.set_json(args.json);
     let mut out = crate::output::stdout()?;
+    if let Some(key) = &args.key {
+        let claim = spool.claim_key(key.as_bytes(), !args.no_sync)?;
+        if let Some(id) = claim.holder(&spool, now_ms())? {
+            // Held: this push adds nothing, and says which message has the key.
+            let line = if args.json {
+                pushed_json(&id, false, Some(claim.key()))
+            } else {
+                id.to_string()
+            };
+            writeln!(out, "{line}")
+                .and_then(|()| out.flush())
+                .context("write ids to standard output")?;
+            return Ok(Code::Ok);
+        }
+        batch.set_claim(claim);
+    }
+    if let Some(g) = &args.group {
+        let g = g.as_bytes();
+        let lock = spool
+            .lock_group(KeyHash::of(g), g, true)?
+            .context("groups/ could not be made")?;
+        batch.set_group(lock);
+    }
     let added = add_all(&mut batch, &mut out, args);
     // Whatever happened, what was added is committed, so the ids printed are exactly the
     // messages that are durable, and a message not printed is absent.
@@ -22,7 +59,7 @@ pub fn run(root: &Path, args: &PushArgs) -> Result<Code> {
     Ok(Code::Ok)
 }
 
-fn add_all(batch: &mut Batch, out: &mut dyn io::Write, args: &PushArgs) -> Result<()> {
+fn add_all(batch: &mut Batch, out: &mut dyn Write, args: &PushArgs) -> Result<()> {
     if args.file {
         for path in &args.text {
             let shown = Path::new(path).display().to_string();

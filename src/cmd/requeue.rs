@@ -45,6 +45,23 @@ fn reclaim(root: &Path) -> Result<Code> {
         &mut |id| writeln!(out, "purged {id}").context("write to standard output"),
         &mut |e| tally.fail(e),
     )?;
+    // Housekeeping, left for the next run when the spool already failed us once: records of
+    // keys that nothing holds any more, so keys/ does not grow without bound; groups whose
+    // next message a crash kept from becoming the head.
+    if tally.code() == Code::Ok
+        && let Err(e) = spool.expire_keys(now_ms())
+    {
+        tally.fail(e);
+    }
+    if tally.code() == Code::Ok {
+        match spool.repair_groups(now_ms()) {
+            Ok(n) if n > 0 => {
+                writeln!(out, "repaired {n} groups").context("write to standard output")?;
+            }
+            Ok(_) => {}
+            Err(e) => tally.fail(e),
+        }
+    }
     spool.tidy_tmp(now_ms(), &mut |path| {
         writeln!(out, "removed {}", path.display()).context("write to standard output")
     })?;

@@ -1,5 +1,6 @@
 //! `qspool show`: one message's payload, found by its id in any state, read without a lease.
 
+use super::list::KeyTexts;
 use super::parse_ids;
 use crate::cli::ShowArgs;
 use crate::encode::json::{CHUNK, write_json};
@@ -26,7 +27,14 @@ pub fn run(root: &Path, args: &ShowArgs) -> Result<Code> {
             .metadata()
             .with_context(|| format!("read {name}"))?
             .len();
-        write_json(&mut out, &mut file, size, &head(&id, &found)?, &name, CHUNK)?;
+        write_json(
+            &mut out,
+            &mut file,
+            size,
+            &head(&id, &found, KeyTexts::new(&spool).of(found.1.key()))?,
+            &name,
+            CHUNK,
+        )?;
     } else {
         io::copy(&mut file, &mut out)
             .with_context(|| format!("write {name} to standard output"))?;
@@ -59,13 +67,17 @@ fn open(spool: &Spool, id: &Id) -> Result<((State, Named), File)> {
 
 /// The fields of a `show --json` object that come before `size`, in their order of output.
 /// There is no receipt: show is not a way to take over someone's lease.
-fn head(id: &Id, (state, found): &(State, Named)) -> Result<Vec<(&'static str, String)>> {
+fn head(
+    id: &Id,
+    (state, found): &(State, Named),
+    key: Option<Option<String>>,
+) -> Result<Vec<(&'static str, String)>> {
     let at_key = match state {
         State::Ready | State::Delayed => "visible_at",
         State::Leased | State::Expired => "lease_expires_at",
         State::Done | State::Dead => "finished_at",
     };
-    Ok(vec![
+    let mut fields = vec![
         ("id", serde_json::to_string(id.as_str())?),
         ("state", serde_json::to_string(state.name())?),
         ("attempt", serde_json::to_string(&found.attempts())?),
@@ -77,7 +89,11 @@ fn head(id: &Id, (state, found): &(State, Named)) -> Result<Vec<(&'static str, S
             at_key,
             serde_json::to_string(&rfc3339_ms(found.named_ms()))?,
         ),
-    ])
+    ];
+    if let Some(key) = key {
+        fields.push(("key", serde_json::to_string(&key)?));
+    }
+    Ok(fields)
 }
 
 #[cfg(test)]
@@ -112,10 +128,12 @@ mod tests {
                     id: id.clone(),
                     attempts: 2,
                     at_ms,
+                    key: None,
+                    group: None,
                 });
                 let found = (state, named);
                 let mut got = Vec::new();
-                let head = head(&id, &found).unwrap();
+                let head = head(&id, &found, None).unwrap();
                 let size = payload.len() as u64;
                 write_json(&mut got, &mut Cursor::new(payload), size, &head, "x", 3).unwrap();
 

@@ -37,6 +37,14 @@ struct Report {
     paused_since: Option<String>,
     /// The spool-wide rate limit (`init --rate`), null without one.
     rate_limit: Option<RateLimit>,
+    /// Groups (`push --group`) with a message out, and the messages waiting behind them.
+    groups: Groups,
+}
+
+#[derive(Serialize)]
+struct Groups {
+    active: u64,
+    waiting: u64,
 }
 
 #[derive(Serialize)]
@@ -56,6 +64,8 @@ struct Control {
     paused_since: Option<u64>,
     rate: Option<(Rate, Bucket)>,
     now: u64,
+    /// Active groups and waiting messages (`Spool::group_counts`).
+    groups: (u64, u64),
 }
 
 impl Control {
@@ -134,6 +144,7 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
     // bound. Best effort, as stats works on spools it may not change: what cannot be removed
     // is counted.
     let _ = spool.expire_done(now, &mut |_| Ok(()), &mut |_| {});
+    let _ = spool.expire_keys(now);
     let parts = spool.scan_parallel(now, threads, &Counts::default, &|c, seen| c.add(seen, now))?;
     let mut c = Counts::default();
     for part in parts {
@@ -143,6 +154,7 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
         paused_since: spool.paused()?,
         rate: spool.rate_state(now)?,
         now,
+        groups: spool.group_counts()?,
     };
     let text = if args.prometheus {
         let spool_dir = std::path::absolute(root)
@@ -214,6 +226,10 @@ fn report(c: &Counts, ctl: &Control, now_us: u64) -> Report {
         paused: ctl.paused_since.is_some(),
         paused_since: ctl.paused_since.map(rfc3339_ms),
         rate_limit: ctl.rate_limit(),
+        groups: Groups {
+            active: ctl.groups.0,
+            waiting: ctl.groups.1,
+        },
     }
 }
 
@@ -254,6 +270,12 @@ fn human(c: &Counts, ctl: &Control, now_us: u64) -> String {
         out.push_str(&format!("{last:>7}\n"));
     }
     out.push_str(&format!("foreign  {:>9}\n", c.foreign));
+    if ctl.groups.0 > 0 || ctl.groups.1 > 0 {
+        out.push_str(&format!(
+            "groups   {} active, {} messages waiting behind their heads\n",
+            ctl.groups.0, ctl.groups.1
+        ));
+    }
     if let Some(since) = ctl.paused_since {
         out.push_str(&format!("paused   since {}\n", rfc3339_ms(since)));
     }
@@ -318,6 +340,16 @@ fn prometheus(c: &Counts, ctl: &Control, spool: &str, now_us: u64) -> String {
         "qspool_foreign_entries",
         "Entries in the spool that are not messages (see qspool stats).",
         &[(None, c.foreign.to_string())],
+    );
+    family(
+        "qspool_groups_active",
+        "Groups (push --group) with a message ready, delayed or leased.",
+        &[(None, ctl.groups.0.to_string())],
+    );
+    family(
+        "qspool_waiting_messages",
+        "Messages waiting behind the head of their group, not yet ready.",
+        &[(None, ctl.groups.1.to_string())],
     );
     family(
         "qspool_paused",
@@ -393,6 +425,7 @@ mod tests {
             paused_since: None,
             rate: None,
             now: 0,
+            groups: (0, 0),
         };
         let text = prometheus(&Counts::default(), &ctl, "/s", 0);
         assert!(text.contains("qspool_messages{spool=\"/s\",state=\"ready\"} 0\n"));

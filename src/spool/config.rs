@@ -11,6 +11,8 @@ pub const FILE_NAME: &str = "qspool.json";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_LEASE_MS: u64 = 30_000;
 pub const DEFAULT_RETAIN_DONE_MS: u64 = 86_400_000;
+/// Five minutes, as SQS FIFO queues.
+pub const DEFAULT_DEDUP_WINDOW_MS: u64 = 300_000;
 /// The most of the settings file that is read: it is a few dozen bytes when qspool writes it.
 const MAX_SIZE: u64 = 64 * 1024;
 
@@ -40,6 +42,8 @@ pub struct Config {
     /// spool obeys together (`rate::Rate`); none when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<super::rate::Rate>,
+    /// How long an acked message keeps holding its dedup key (`push --key`).
+    pub dedup_window_ms: u64,
 }
 
 impl Default for Config {
@@ -49,6 +53,7 @@ impl Default for Config {
             lease_ms: DEFAULT_LEASE_MS,
             retain_done_ms: DEFAULT_RETAIN_DONE_MS,
             rate: None,
+            dedup_window_ms: DEFAULT_DEDUP_WINDOW_MS,
         }
     }
 }
@@ -84,7 +89,8 @@ impl Config {
         Ok(cfg)
     }
 
-    /// How `init` prints settings: `max-attempts 5, lease 30s, retain-done 1d`, and the rate
+    /// How `init` prints settings: `max-attempts 5, lease 30s, retain-done 1d, dedup-window 5m`,
+    /// and the rate
     /// limit when there is one (`, rate 100/s burst 20`).
     pub fn describe(&self) -> String {
         let rate = self
@@ -92,10 +98,11 @@ impl Config {
             .map(|r| format!(", rate {}", r.describe()))
             .unwrap_or_default();
         format!(
-            "max-attempts {}, lease {}, retain-done {}{rate}",
+            "max-attempts {}, lease {}, retain-done {}, dedup-window {}{rate}",
             self.max_attempts,
             crate::duration::format_ms(self.lease_ms),
-            crate::duration::format_ms(self.retain_done_ms)
+            crate::duration::format_ms(self.retain_done_ms),
+            crate::duration::format_ms(self.dedup_window_ms)
         )
     }
 

@@ -37,9 +37,34 @@ impl Spool {
         }
     }
 
+    /// `lstat` of a message's file where its name says it is. `NotFound` when it is not there.
+    pub fn stat_message(&self, m: &Named) -> io::Result<at::Stat> {
+        match m {
+            Named::Ready(r) => {
+                let leaf = durable::open_bucket(self.fd(Dir::New)?, &r.bucket().parts())?;
+                at::stat(&leaf, &r.to_string())
+            }
+            Named::Leased(l) => match self.lease_dir(l) {
+                Ok(Some(dir)) => at::stat(&dir, &l.to_string()),
+                Ok(None) => Err(io::ErrorKind::NotFound.into()),
+                Err(e) => Err(io::Error::other(format!("{e:#}"))),
+            },
+            _ => at::stat(self.fd(m.dir())?, &m.file_name()),
+        }
+    }
+
     /// Deletes a message for good, if it is a plain file: a foreign entry under its name is
     /// refused (`InvalidData`), one already gone is `NotFound`.
     pub fn remove(&self, m: &Named) -> io::Result<()> {
+        self.remove_file(m)?;
+        self.key_purged(m.key(), m.id());
+        if let Some(g) = m.group() {
+            self.group_ended(g, m.id());
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, m: &Named) -> io::Result<()> {
         match m {
             Named::Ready(r) => {
                 let leaf = durable::open_bucket(self.fd(Dir::New)?, &r.bucket().parts())?;

@@ -4,7 +4,9 @@ pub mod at;
 pub mod check;
 pub mod config;
 pub mod durable;
+pub mod groups;
 pub mod idgen;
+pub mod keys;
 pub mod lease;
 pub mod leased;
 pub mod message;
@@ -80,6 +82,10 @@ pub struct Spool {
     /// Each state directory, opened and trust-checked at most once: those the command named at
     /// the open, before anything else; any other on its first use.
     dirs: [OnceLock<File>; 5],
+    /// `keys/`, opened on first use by a keyed push or a keyed message's move.
+    keys: OnceLock<File>,
+    /// `groups/`, likewise, for grouped pushes and the moves of grouped messages.
+    groups: OnceLock<File>,
     trust_check: bool,
     pub config: Config,
 }
@@ -116,6 +122,8 @@ impl Spool {
             root: root.to_path_buf(),
             root_dir,
             dirs,
+            keys: OnceLock::new(),
+            groups: OnceLock::new(),
             trust_check,
         })
     }
@@ -129,6 +137,8 @@ impl Spool {
             root: root.to_path_buf(),
             root_dir,
             dirs,
+            keys: OnceLock::new(),
+            groups: OnceLock::new(),
             trust_check: true,
         })
     }
@@ -152,6 +162,8 @@ impl Spool {
             root: root.to_path_buf(),
             root_dir,
             dirs,
+            keys: OnceLock::new(),
+            groups: OnceLock::new(),
             trust_check: true,
         };
         Ok((spool, refused))
@@ -169,6 +181,53 @@ impl Spool {
     /// Replaces the spool's settings file with `cfg`, durably.
     pub fn store_config(&self, cfg: &Config) -> Result<()> {
         cfg.store(&self.root_dir, &self.root)
+    }
+
+    /// `keys/`, opened (and with `create`, made when missing) on first use; `None` when it
+    /// does not exist and `create` is false. Never through a link, and trust-checked like the
+    /// state directories.
+    fn keys_dir(&self, create: bool) -> Result<Option<&File>> {
+        self.root_subdir(&self.keys, keys::DIR_NAME, create)
+    }
+
+    /// `groups/`, as `keys_dir`.
+    fn groups_dir(&self, create: bool) -> Result<Option<&File>> {
+        self.root_subdir(&self.groups, groups::DIR_NAME, create)
+    }
+
+    fn root_subdir<'s>(
+        &'s self,
+        cell: &'s OnceLock<File>,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<&'s File>> {
+        if let Some(f) = cell.get() {
+            return Ok(Some(f));
+        }
+        let path = self.root.join(name);
+        let dir = match at::open_dir(&self.root_dir, name) {
+            Ok(d) => d,
+            Err(e) if durable::is_missing(&e) && create => {
+                match at::mkdir(&self.root_dir, name, durable::DIR_MODE) {
+                    Ok(()) => self
+                        .root_dir
+                        .sync_all()
+                        .with_context(|| format!("sync {}", self.root.display()))?,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("create {}", path.display()));
+                    }
+                }
+                at::open_dir(&self.root_dir, name)
+                    .map_err(|e| state_dir_error_at(&self.root_dir, name, &path, e))?
+            }
+            Err(e) if durable::is_missing(&e) => return Ok(None),
+            Err(e) => return Err(state_dir_error_at(&self.root_dir, name, &path, e)),
+        };
+        if self.trust_check {
+            check_trust(&dir, &path)?;
+        }
+        Ok(Some(cell.get_or_init(|| dir)))
     }
 
     /// A state directory's path, for messages only: accesses go through `fd`.
@@ -269,8 +328,19 @@ fn state_dir_error(root_dir: &File, d: Dir, path: &Path, e: std::io::Error) -> a
     if durable::is_missing(&e) {
         return anyhow::anyhow!("{}: missing; not a complete spool", path.display());
     }
+    state_dir_error_at(root_dir, d.name(), path, e)
+}
+
+/// Why a directory of the spool's root could not be opened: a link, not a directory, or the
+/// error itself.
+fn state_dir_error_at(
+    root_dir: &File,
+    name: &str,
+    path: &Path,
+    e: std::io::Error,
+) -> anyhow::Error {
     if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
-        return match at::stat(root_dir, d.name()) {
+        return match at::stat(root_dir, name) {
             Ok(st) if st.is_symlink() => {
                 anyhow::anyhow!("{}: a symbolic link; refusing to follow it", path.display())
             }

@@ -102,6 +102,10 @@ pub struct Ready {
     /// Leases it has had so far: 0 for a fresh or replayed message.
     pub attempts: u32,
     pub visible_ms: u64,
+    /// The hash of its dedup key (`push --key`), if it has one.
+    pub key: Option<KeyHash>,
+    /// The hash of its group (`push --group`), if it has one.
+    pub group: Option<KeyHash>,
 }
 
 /// A message in `leased/`. Its name is the receipt.
@@ -112,6 +116,8 @@ pub struct Leased {
     pub attempt: u32,
     pub expires_ms: u64,
     pub token: u64,
+    pub key: Option<KeyHash>,
+    pub group: Option<KeyHash>,
 }
 
 /// A message in `done/` or `dead/`: it has left the queue at `at_ms`.
@@ -120,15 +126,67 @@ pub struct Ended {
     pub id: Id,
     pub attempts: u32,
     pub at_ms: u64,
+    pub key: Option<KeyHash>,
+    pub group: Option<KeyHash>,
 }
+
+/// The hash that stands for a message's dedup key in its names and in `keys/`: FNV-1a, 64
+/// bits, of the key's bytes (FORMAT.md §3.5). The key itself is never part of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyHash(pub u64);
+
+impl KeyHash {
+    pub fn of(key: &[u8]) -> KeyHash {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in key {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        KeyHash(h)
+    }
+
+    /// The 16 lowercase hex digits used in names and as the record's file name.
+    pub fn hex(self) -> String {
+        format!("{:016x}", self.0)
+    }
+
+    pub fn parse_hex(s: &str) -> Parsed<KeyHash> {
+        if !is_hex(s, TOKEN_DIGITS) {
+            return Err(NameError("a key hash is 16 lowercase hex digits"));
+        }
+        u64::from_str_radix(s, 16)
+            .map(KeyHash)
+            .map_err(|_| NameError("bad key hash"))
+    }
+}
+
+/// The optional fields a name ends with: `,k` and the key's hash, then `,g` and the group's.
+struct Tail(Option<KeyHash>, Option<KeyHash>);
+
+impl fmt::Display for Tail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(k) = self.0 {
+            write!(f, ",k{:016x}", k.0)?;
+        }
+        if let Some(g) = self.1 {
+            write!(f, ",g{:016x}", g.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// The optional fields of a name, as parsed.
+type Tags = (Option<KeyHash>, Option<KeyHash>);
 
 impl Ready {
     pub fn parse(s: &str) -> Parsed<Ready> {
-        let (id, attempts, visible_ms) = counted_at(s, b'v')?;
+        let (id, attempts, visible_ms, (key, group)) = counted_at(s, b'v')?;
         Ok(Ready {
             id,
             attempts,
             visible_ms,
+            key,
+            group,
         })
     }
 
@@ -141,7 +199,7 @@ impl Ready {
 impl Leased {
     pub fn parse(s: &str) -> Parsed<Leased> {
         let (id, rest) = split_id(s)?;
-        let [a, l, t] = fields(rest, [b'a', b'l', b't'])?;
+        let ([a, l, t], (key, group)) = fields(rest, [b'a', b'l', b't'])?;
         let attempt = count(a)?;
         if attempt == 0 {
             return Err(NameError("a lease is attempt 1 or later"));
@@ -154,32 +212,43 @@ impl Leased {
             attempt,
             expires_ms: ms(l)?,
             token: u64::from_str_radix(t, 16).map_err(|_| NameError("bad lease token"))?,
+            key,
+            group,
         })
     }
 }
 
 impl Ended {
     pub fn parse(s: &str) -> Parsed<Ended> {
-        let (id, attempts, at_ms) = counted_at(s, b'f')?;
+        let (id, attempts, at_ms, (key, group)) = counted_at(s, b'f')?;
         Ok(Ended {
             id,
             attempts,
             at_ms,
+            key,
+            group,
         })
     }
 }
 
-/// The id, attempt count and time of a name of two fields, `,a<count>,<tag><ms>`: the shape of
-/// ready names (`v`) and ended names (`f`).
-fn counted_at(s: &str, time_tag: u8) -> Parsed<(Id, u32, u64)> {
+/// The id, attempt count, time and key of a name of two fields, `,a<count>,<tag><ms>`, and
+/// the optional key: the shape of ready names (`v`) and ended names (`f`).
+fn counted_at(s: &str, time_tag: u8) -> Parsed<(Id, u32, u64, Tags)> {
     let (id, rest) = split_id(s)?;
-    let [a, t] = fields(rest, [b'a', time_tag])?;
-    Ok((id, count(a)?, ms(t)?))
+    let ([a, t], tags) = fields(rest, [b'a', time_tag])?;
+    Ok((id, count(a)?, ms(t)?, tags))
 }
 
 impl fmt::Display for Ready {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{},a{},v{:013}", self.id, self.attempts, self.visible_ms)
+        write!(
+            f,
+            "{},a{},v{:013}{}",
+            self.id,
+            self.attempts,
+            self.visible_ms,
+            Tail(self.key, self.group)
+        )
     }
 }
 
@@ -187,15 +256,26 @@ impl fmt::Display for Leased {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{},a{},l{:013},t{:016x}",
-            self.id, self.attempt, self.expires_ms, self.token
+            "{},a{},l{:013},t{:016x}{}",
+            self.id,
+            self.attempt,
+            self.expires_ms,
+            self.token,
+            Tail(self.key, self.group)
         )
     }
 }
 
 impl fmt::Display for Ended {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{},a{},f{:013}", self.id, self.attempts, self.at_ms)
+        write!(
+            f,
+            "{},a{},f{:013}{}",
+            self.id,
+            self.attempts,
+            self.at_ms,
+            Tail(self.key, self.group)
+        )
     }
 }
 
@@ -312,8 +392,9 @@ fn split_id(s: &str) -> Parsed<(Id, &str)> {
     Ok((Id::parse(id)?, rest))
 }
 
-/// Splits `a1,v123` into the values of the expected tags, in order, and nothing else.
-fn fields<const N: usize>(rest: &str, tags: [u8; N]) -> Parsed<[&str; N]> {
+/// Splits `a1,v123` into the values of the expected tags, in order, then the optional key
+/// and group fields (`,k<16 hex>`, `,g<16 hex>`, in that order), and nothing else.
+fn fields<const N: usize>(rest: &str, tags: [u8; N]) -> Parsed<([&str; N], Tags)> {
     let mut out = [""; N];
     let mut parts = rest.split(',');
     for (slot, tag) in out.iter_mut().zip(tags) {
@@ -327,10 +408,19 @@ fn fields<const N: usize>(rest: &str, tags: [u8; N]) -> Parsed<[&str; N]> {
         }
         *slot = &part[1..];
     }
-    if parts.next().is_some() {
+    let mut next = parts.next();
+    let mut tags = [None; 2];
+    for (slot, tag) in tags.iter_mut().zip(['k', 'g']) {
+        if let Some(hex) = next.and_then(|f| f.strip_prefix(tag)) {
+            *slot = Some(KeyHash::parse_hex(hex)?);
+            next = parts.next();
+        }
+    }
+    let [key, group] = tags;
+    if next.is_some() {
         return Err(NameError("extra fields after the id"));
     }
-    Ok(out)
+    Ok((out, (key, group)))
 }
 
 fn count(s: &str) -> Parsed<u32> {
@@ -393,6 +483,8 @@ mod tests {
             id: id(),
             attempts: 3,
             visible_ms: 1_795_833_091_123,
+            key: None,
+            group: None,
         };
         assert_eq!(Ready::parse(&r.to_string()).unwrap(), r);
         let l = Leased {
@@ -400,6 +492,8 @@ mod tests {
             attempt: 1,
             expires_ms: 1_795_833_121_123,
             token: 0x0123_4567_89ab_cdef,
+            key: None,
+            group: None,
         };
         let s = l.to_string();
         assert!(s.ends_with(",a1,l1795833121123,t0123456789abcdef"), "{s}");
@@ -408,10 +502,71 @@ mod tests {
             id: id(),
             attempts: 5,
             at_ms: 42,
+            key: None,
+            group: None,
         };
         assert!(e.to_string().ends_with(",a5,f0000000000042"));
         assert_eq!(Ended::parse(&e.to_string()).unwrap(), e);
         assert!(l.to_string().len() <= MAX_NAME_LEN);
+    }
+
+    #[test]
+    fn key_fields_round_trip_in_every_state_and_the_longest_name_fits() {
+        let hash = KeyHash::of(b"order-1234");
+        let key = Some(hash);
+        let long_id = Id::from_parts(MAX_US, u32::MAX, u32::MAX, u32::MAX, &"h".repeat(32));
+        let r = Ready {
+            id: long_id.clone(),
+            attempts: u32::MAX,
+            visible_ms: MAX_MS,
+            key,
+            group: None,
+        };
+        assert!(r.to_string().ends_with(&format!(",k{}", hash.hex())));
+        assert_eq!(Ready::parse(&r.to_string()).unwrap(), r);
+        let l = Leased {
+            id: long_id.clone(),
+            attempt: u32::MAX,
+            expires_ms: MAX_MS,
+            token: u64::MAX,
+            key,
+            group: None,
+        };
+        assert_eq!(Leased::parse(&l.to_string()).unwrap(), l);
+        assert_eq!(l.to_string().len(), 141);
+        let both = Leased {
+            group: Some(KeyHash::of(b"customer-42")),
+            ..l.clone()
+        };
+        assert_eq!(Leased::parse(&both.to_string()).unwrap(), both);
+        assert_eq!(both.to_string().len(), 159);
+        assert!(both.to_string().len() <= MAX_NAME_LEN);
+        // The group comes after the key, never before.
+        let swapped = format!(
+            "{},g{},k{}",
+            both.to_string().rsplitn(3, ',').nth(2).unwrap(),
+            KeyHash::of(b"customer-42").hex(),
+            hash.hex()
+        );
+        assert!(Leased::parse(&swapped).is_err(), "{swapped}");
+        let e = Ended {
+            id: long_id,
+            attempts: 0,
+            at_ms: 0,
+            key,
+            group: None,
+        };
+        assert_eq!(Ended::parse(&e.to_string()).unwrap(), e);
+        let good = r.to_string();
+        for bad in [
+            format!("{good},k0000000000000000"),
+            good.replace(",k", ",K"),
+            good.replace(",k", ",x"),
+            good[..good.len() - 1].to_owned(),
+            format!("{}A", &good[..good.len() - 1]),
+        ] {
+            assert!(Ready::parse(&bad).is_err(), "accepted {bad:?}");
+        }
     }
 
     #[test]
@@ -420,6 +575,8 @@ mod tests {
             id: id(),
             attempts: 0,
             visible_ms: 5,
+            key: None,
+            group: None,
         }
         .to_string();
         assert!(Leased::parse(&r).is_err());
@@ -434,6 +591,8 @@ mod tests {
             attempt: 2,
             expires_ms: 1,
             token: 1,
+            key: None,
+            group: None,
         }
         .to_string();
         let long = "1".repeat(MAX_NAME_LEN + 1);

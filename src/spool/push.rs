@@ -3,7 +3,9 @@
 //! made durable together, they share a bucket, and its directories are fsynced once.
 
 use super::durable::{self, BucketDirs, Src};
+use super::groups::{GroupLock, Placed};
 use super::idgen::IdGen;
+use super::keys::{Claim, Place};
 use super::name::{Bucket, Id, Ready};
 use super::{Dir, Spool, at, lease, now_us};
 use anyhow::{Context, Result};
@@ -69,6 +71,12 @@ pub struct Batch<'a> {
     pending: Vec<Id>,
     /// The copy buffer for bodies that are read, made on first use.
     buf: Vec<u8>,
+    /// The dedup key of this batch's one message, locked until the batch is dropped.
+    claim: Option<Claim>,
+    /// Print each id as a JSON object rather than a line.
+    json: bool,
+    /// The group every message of this batch joins, locked until the batch is dropped.
+    group: Option<GroupLock>,
 }
 
 /// A message written to `tmp/` and waiting for the commit.
@@ -103,7 +111,27 @@ impl<'a> Batch<'a> {
             staged: Vec::new(),
             pending: Vec::new(),
             buf: Vec::new(),
+            claim: None,
+            json: false,
+            group: None,
         }
+    }
+
+    /// Puts every message of the batch into the group `lock` holds, in order: the first as
+    /// the head if none is out, the others behind it.
+    pub fn set_group(&mut self, lock: GroupLock) {
+        self.group = Some(lock);
+    }
+
+    /// Gives the batch's message the key `claim` holds, and records it there before the
+    /// message becomes visible. The batch then holds one message.
+    pub fn set_claim(&mut self, claim: Claim) {
+        self.claim = Some(claim);
+    }
+
+    /// Prints ids as `{"id": ..., "pushed": true}` objects (with `key` when keyed).
+    pub fn set_json(&mut self, json: bool) {
+        self.json = json;
     }
 
     /// How many messages wait for `commit`.
@@ -140,6 +168,8 @@ impl<'a> Batch<'a> {
             id,
             attempts: 0,
             visible_ms: lease::deadline(base, delay_ms),
+            key: self.claim.as_ref().map(Claim::hash),
+            group: self.group.as_ref().map(GroupLock::hash),
         };
         let name = ready.to_string();
         let tmp_dir = self.spool.fd(Dir::Tmp)?;
@@ -197,6 +227,37 @@ impl<'a> Batch<'a> {
         let new_root = self.spool.dir(Dir::New);
         let src = Src { dir: tmp_dir, name };
         let new_dir = self.spool.fd(Dir::New)?;
+        if let Some(claim) = &self.claim
+            && let Err(e) = claim.record(Place::New(ready.clone()))
+        {
+            let _ = at::unlink(tmp_dir, name);
+            return Err(e);
+        }
+        if let Some(g) = &mut self.group {
+            let placed = g.place(tmp_dir, name, &ready, self.sync);
+            // The group's directory got a `head` or a waiting message: it is fsynced with
+            // the others before any id is printed.
+            if self.sync && placed.is_ok() {
+                let st =
+                    at::fstat(g.dir()).with_context(|| format!("stat {}", g.path().display()))?;
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    self.held.entry((st.dev, st.ino))
+                {
+                    slot.insert((g.path().to_path_buf(), g.dir().try_clone()?));
+                }
+            }
+            match placed {
+                Ok(Placed::Head) => {}
+                Ok(Placed::Waiting) => {
+                    self.pending.push(ready.id);
+                    return Ok(());
+                }
+                Err(e) => {
+                    let _ = at::unlink(tmp_dir, name);
+                    return Err(e);
+                }
+            }
+        }
         match durable::rename_into_bucket(src, new_dir, &new_root, &parts, name, reuse) {
             Ok(mut bucket) => {
                 // A bucket reused from the last message is held already; one opened afresh
@@ -212,6 +273,10 @@ impl<'a> Batch<'a> {
             }
             Err(e) => {
                 let _ = at::unlink(tmp_dir, name);
+                // The group's head is not out after all: the next message may be it.
+                if let Some(g) = &mut self.group {
+                    g.forget_head();
+                }
                 Err(e).with_context(|| {
                     format!(
                         "rename {} into {}",
@@ -323,7 +388,12 @@ impl<'a> Batch<'a> {
         // One write for the whole group: a write per id would cost a system call per message.
         let mut text = Vec::with_capacity(self.pending.len() * 48);
         for id in self.pending.drain(..) {
-            text.extend_from_slice(id.as_str().as_bytes());
+            if self.json {
+                let key = self.claim.as_ref().map(Claim::key);
+                text.extend_from_slice(pushed_json(&id, true, key).as_bytes());
+            } else {
+                text.extend_from_slice(id.as_str().as_bytes());
+            }
             text.push(b'\n');
         }
         out.write_all(&text)
@@ -331,6 +401,18 @@ impl<'a> Batch<'a> {
             .context("write ids to standard output")?;
         failed.map_or(Ok(()), Err)
     }
+}
+
+/// One `push --json` object: the id, whether this push added it (`false`: its key was held
+/// already, and this is the holder's id), and the key when there is one.
+pub fn pushed_json(id: &Id, pushed: bool, key: Option<&[u8]>) -> String {
+    let mut obj = serde_json::Map::new();
+    obj.insert("id".into(), id.as_str().into());
+    obj.insert("pushed".into(), pushed.into());
+    if let Some(k) = key {
+        obj.insert("key".into(), String::from_utf8_lossy(k).into_owned().into());
+    }
+    serde_json::Value::Object(obj).to_string()
 }
 
 /// Streams the body into the file through `buf` (made once per batch), so a payload of any

@@ -6,6 +6,7 @@
 //! the queue's depth.
 
 use super::durable::{self, BucketDirs, Src, is_missing};
+use super::keys::Place;
 use super::lease;
 use super::name::{BUCKET_SPANS, Ended, Leased, NEW_DEPTH, Ready, lease_bucket_start};
 use super::walk::{self, Listed, Node, NotBucket, Visit};
@@ -138,9 +139,19 @@ impl Spool {
                     id: r.id.clone(),
                     attempts: r.attempts,
                     at_ms: now,
+                    key: r.key,
+                    group: r.group,
                 };
                 match at::rename_noreplace(leaf, &src, self.fd(Dir::Dead)?, &dead.to_string()) {
-                    Ok(()) => continue,
+                    Ok(()) => {
+                        if let Some(g) = dead.group {
+                            self.group_ended(g, &dead.id);
+                        }
+                        if dead.key.is_some() {
+                            self.key_moved(Place::Dead(dead));
+                        }
+                        continue;
+                    }
                     Err(e) if is_missing(&e) => continue,
                     Err(e) => {
                         return Err(e).with_context(|| {
@@ -154,6 +165,8 @@ impl Spool {
                 attempt: r.attempts + 1,
                 expires_ms: lease::deadline(now, lease_ms),
                 token: super::idgen::random_u64(),
+                key: r.key,
+                group: r.group,
             };
             let start = lease_bucket_start(leased.expires_ms);
             let reuse = match want.bucket.take() {
@@ -170,6 +183,9 @@ impl Spool {
             );
             match moved {
                 Ok(placed) => {
+                    if leased.key.is_some() {
+                        self.key_moved(Place::Leased(leased.clone()));
+                    }
                     want.bucket = placed.bucket.map(|b| (start, b));
                     want.got.push(Lease {
                         enqueued_us: r.id.enqueued_us(),

@@ -3,7 +3,7 @@
 
 use super::durable::is_plain;
 use super::lease;
-use super::name::{Ended, Id, Leased, NEW_DEPTH, Ready};
+use super::name::{Ended, Id, KeyHash, Leased, NEW_DEPTH, Ready};
 use super::walk::{self, Listed, Node, NotBucket, Visit};
 use super::{Dir, Spool};
 use anyhow::Result;
@@ -183,6 +183,24 @@ impl Named {
             Named::Ready(r) => &r.id,
             Named::Leased(l) => &l.id,
             Named::Done(e) | Named::Dead(e) => &e.id,
+        }
+    }
+
+    /// The hash of its dedup key, if it has one.
+    pub fn key(&self) -> Option<KeyHash> {
+        match self {
+            Named::Ready(r) => r.key,
+            Named::Leased(l) => l.key,
+            Named::Done(e) | Named::Dead(e) => e.key,
+        }
+    }
+
+    /// The hash of its group, if it has one.
+    pub fn group(&self) -> Option<KeyHash> {
+        match self {
+            Named::Ready(r) => r.group,
+            Named::Leased(l) => l.group,
+            Named::Done(e) | Named::Dead(e) => e.group,
         }
     }
 
@@ -523,17 +541,23 @@ mod tests {
                         id,
                         attempts: 1,
                         visible_ms: ms,
+                        key: None,
+                        group: None,
                     }),
                     State::Leased | State::Expired => Named::Leased(Leased {
                         id,
                         attempt: 1,
                         expires_ms: ms,
                         token: i,
+                        key: None,
+                        group: None,
                     }),
                     State::Done | State::Dead => Named::Done(Ended {
                         id,
                         attempts: 1,
                         at_ms: ms,
+                        key: None,
+                        group: None,
                     }),
                 };
                 Seen {

@@ -4,8 +4,9 @@
 //! extended names a file that no longer exists, so its rename fails and nothing moves.
 
 use super::durable::{self, Src, is_missing};
+use super::keys::Place;
 use super::lease::{self, Release};
-use super::name::{Bucket, Ended, Id, Leased, Ready};
+use super::name::{Bucket, Ended, Id, KeyHash, Leased, Ready};
 use super::{Dir, Spool, at, now_ms};
 use anyhow::{Context, Result};
 use std::fs::File;
@@ -47,13 +48,19 @@ impl Spool {
             id: r.id.clone(),
             attempts: r.attempt,
             at_ms: now_ms(),
+            key: r.key,
+            group: r.group,
         };
-        self.move_leased(r, Dir::Done, &done.to_string())
+        self.move_leased(r, Dir::Done, &done)
     }
 
     /// leased → dead on purpose, whatever attempts remain (a poison message).
     pub fn bury(&self, r: &Leased) -> Result<bool> {
-        self.move_leased(r, Dir::Dead, &self.dead_name(&r.id, r.attempt))
+        self.move_leased(
+            r,
+            Dir::Dead,
+            &self.dead_name(&r.id, r.attempt, (r.key, r.group)),
+        )
     }
 
     /// Ends a lease without an ack: back to `new/` after `delay_ms`, or to `dead/` after the last
@@ -67,6 +74,8 @@ impl Spool {
                     id: r.id.clone(),
                     attempts: r.attempt,
                     visible_ms,
+                    key: r.key,
+                    group: r.group,
                 };
                 let name = r.to_string();
                 let Some(from) = self.lease_dir(r)? else {
@@ -93,6 +102,8 @@ impl Spool {
             id: r.id.clone(),
             attempts: r.attempt.saturating_sub(1),
             visible_ms: now_ms(),
+            key: r.key,
+            group: r.group,
         };
         let name = r.to_string();
         let Some(from) = self.lease_dir(r)? else {
@@ -123,6 +134,8 @@ impl Spool {
             attempt: r.attempt,
             expires_ms: lease::deadline(now_ms(), lease_ms),
             token: super::idgen::random_u64(),
+            key: r.key,
+            group: r.group,
         };
         let Some(from) = self.lease_dir(r)? else {
             return Ok(None);
@@ -138,6 +151,9 @@ impl Spool {
         );
         match moved {
             Ok(placed) => {
+                if next.key.is_some() {
+                    self.key_moved(Place::Leased(next.clone()));
+                }
                 let not_durable = placed.synced.err().map(|err| NotDurable {
                     moved_to: self.leased_path(&next),
                     err,
@@ -161,8 +177,18 @@ impl Spool {
             id: ended.id.clone(),
             attempts: 0,
             visible_ms: now_ms(),
+            key: ended.key,
+            group: ended.group,
         };
         let path = self.dir(from).join(&name);
+        // A grouped message rejoins its group, behind its head if one is out; as the head, it
+        // moves under the group's lock.
+        let Some(_lock) = self
+            .group_rejoin(self.fd(from)?, &name, &ready)
+            .with_context(|| format!("replay {}", path.display()))?
+        else {
+            return Ok(true);
+        };
         match self.rename_to_new(self.fd(from)?, &name, &ready) {
             Ok(Ok(())) => Ok(true),
             Ok(Err(not_durable)) => {
@@ -225,23 +251,37 @@ impl Spool {
         }
     }
 
-    fn dead_name(&self, id: &Id, attempts: u32) -> String {
+    fn dead_name(&self, id: &Id, attempts: u32, tags: (Option<KeyHash>, Option<KeyHash>)) -> Ended {
         Ended {
             id: id.clone(),
             attempts,
             at_ms: now_ms(),
+            key: tags.0,
+            group: tags.1,
         }
-        .to_string()
     }
 
-    /// Renames `leased/<r>` to `<to>/<name>`. `false` when the source is gone.
-    fn move_leased(&self, r: &Leased, to: Dir, name: &str) -> Result<bool> {
+    /// Renames `leased/<r>` to `<to>/<ended>`. `false` when the source is gone.
+    fn move_leased(&self, r: &Leased, to: Dir, ended: &Ended) -> Result<bool> {
         let src = r.to_string();
+        let name = &ended.to_string();
         let Some(from) = self.lease_dir(r)? else {
             return Ok(false);
         };
         match at::rename_noreplace(&from, &src, self.fd(to)?, name) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if ended.key.is_some() {
+                    self.key_moved(if to == Dir::Done {
+                        Place::Done(ended.clone())
+                    } else {
+                        Place::Dead(ended.clone())
+                    });
+                }
+                if let Some(g) = ended.group {
+                    self.group_ended(g, &ended.id);
+                }
+                Ok(true)
+            }
             Err(e) if is_missing(&e) => Ok(false),
             Err(e) => Err(e).with_context(|| {
                 format!(
@@ -281,6 +321,9 @@ impl Spool {
             &ready.to_string(),
             None,
         )?;
+        if ready.key.is_some() {
+            self.key_moved(Place::New(ready.clone()));
+        }
         self.ring();
         Ok(bucket.sync_made().map_err(|err| NotDurable {
             moved_to: bucket.leaf().join(ready.to_string()),

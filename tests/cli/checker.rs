@@ -232,9 +232,18 @@ impl Verdict {
 fn well_formed(dir: &str, name: &str) -> bool {
     let mut parts = name.split(',');
     let id = parts.next().unwrap_or("");
-    let fields: Vec<&str> = parts.collect();
+    let mut fields: Vec<&str> = parts.collect();
     if id.split('.').count() != 5 || name.starts_with('.') {
         return false;
+    }
+    // An optional dedup key hash, then an optional group hash, end any state's name.
+    for tag in ['g', 'k'] {
+        if let Some(k) = fields.last().and_then(|f| f.strip_prefix(tag)) {
+            if k.len() != 16 || !k.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return false;
+            }
+            fields.pop();
+        }
     }
     let tags: Vec<char> = fields.iter().filter_map(|f| f.chars().next()).collect();
     let digits = |f: &str| f.len() > 1 && f[1..].bytes().all(|c| c.is_ascii_digit());

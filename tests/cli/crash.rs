@@ -259,11 +259,17 @@ fn run_q(spool: &Path, args: &[&str]) -> Output {
 
 /// Pushes `bodies` with one `push --lines`, recording every attempt and every id printed.
 fn push_lines(spool: &Path, h: &History, bodies: &[String]) -> Vec<String> {
+    push_lines_with(spool, h, bodies, &[])
+}
+
+/// `push_lines` with more arguments to push (`--group G`).
+fn push_lines_with(spool: &Path, h: &History, bodies: &[String], extra: &[&str]) -> Vec<String> {
     for b in bodies {
         h.push_attempt(b.as_bytes());
     }
     let mut child = qspool(spool)
         .args(["push", "--lines"])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -621,6 +627,13 @@ enum Op {
     /// A `pop` on a spool with a rate limit: it takes its start from the shared bucket under
     /// its lock first.
     RatedPop,
+    /// `push --key`: the key's record is made, locked and written before the message is
+    /// visible.
+    KeyedPush,
+    /// A `pop` of the head of a group with two more messages waiting behind it.
+    GroupedPop,
+    /// An `ack` of a group's head: the next waiting message becomes the head after it.
+    GroupedAck,
 }
 
 /// What one run under strace left: whether the process was killed, and the spool's verdict.
@@ -643,6 +656,9 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
         // Fast enough that the drain after the kill is not held up; the burst is what the
         // killed pop may have taken.
         Env::init(&["--max-attempts", max, "--rate", "1000/s", "--burst", "3"])
+    } else if op == Op::KeyedPush {
+        // Acked messages free their key at once, so that after the drain the key must be free.
+        Env::init(&["--max-attempts", max, "--dedup-window", "0"])
     } else {
         Env::init(&["--max-attempts", max])
     };
@@ -658,12 +674,21 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
     let mut batch_ids = Vec::new();
     if op == Op::PopMany {
         batch_ids = push_lines(spool, &h, &batch);
-    } else if !matches!(op, Op::Push | Op::PushLines) {
+    } else if matches!(op, Op::GroupedPop | Op::GroupedAck) {
+        batch_ids = push_lines_with(spool, &h, &batch, &["--group", "crash group"]);
+        id = batch_ids[0].clone();
+    } else if !matches!(op, Op::Push | Op::PushLines | Op::KeyedPush) {
         id = push_lines(spool, &h, std::slice::from_ref(&body)).remove(0);
     }
     if matches!(
         op,
-        Op::Ack | Op::Requeue | Op::RequeueExpired | Op::Replay | Op::Extend | Op::Reclaim
+        Op::Ack
+            | Op::Requeue
+            | Op::RequeueExpired
+            | Op::Replay
+            | Op::Extend
+            | Op::Reclaim
+            | Op::GroupedAck
     ) {
         let lease = if matches!(op, Op::RequeueExpired | Op::Reclaim) {
             "1ms"
@@ -688,8 +713,10 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
     }
     let args: Vec<&str> = match op {
         Op::Push => vec!["push", &body],
+        Op::KeyedPush => vec!["push", "--json", "--key", "crash-key", &body],
         Op::PushLines => vec!["push", "--lines"],
-        Op::Pop | Op::RatedPop => vec!["pop", "--json", "--lease", "1ms"],
+        Op::Pop | Op::RatedPop | Op::GroupedPop => vec!["pop", "--json", "--lease", "1ms"],
+        Op::GroupedAck => vec!["ack", &rcpt],
         Op::PopMany => vec!["pop", "--json", "-n", "3", "--lease", "1ms"],
         Op::Ack => vec!["ack", &rcpt],
         Op::Requeue => vec!["requeue", &rcpt],
@@ -698,7 +725,7 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
         Op::Extend => vec!["extend", "--lease", "2h", &rcpt],
         Op::Reclaim => vec!["pop", "--json", "--lease", "1ms"],
     };
-    if op == Op::Push {
+    if matches!(op, Op::Push | Op::KeyedPush) {
         h.push_attempt(body.as_bytes());
     }
     let input = env.scratch().join("input");
@@ -748,6 +775,34 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
                 h.push_ok(lines(&o)[0].as_str(), body.as_bytes());
             }
         }
+        Op::KeyedPush => {
+            let first = o.status.success().then(|| {
+                let v: Value = serde_json::from_str(&lines(&o)[0]).unwrap();
+                assert_eq!(v["pushed"], true, "{v}");
+                let id = v["id"].as_str().unwrap().to_owned();
+                h.push_ok(&id, body.as_bytes());
+                id
+            });
+            // The producer's retry: told the id of a message the killed push made visible,
+            // or pushing anew; never held off by a message that is nowhere.
+            h.push_attempt(body.as_bytes());
+            let o = run_q(spool, &["push", "--json", "--key", "crash-key", &body]);
+            assert_exit(&o, 0);
+            let v: Value = serde_json::from_str(&lines(&o)[0]).unwrap();
+            let retry = v["id"].as_str().unwrap().to_owned();
+            if let Some(first) = &first {
+                assert_eq!(v["pushed"], false, "{op:?} {inject:?}: {v}");
+                assert_eq!(&retry, first, "{op:?} {inject:?}");
+            }
+            if v["pushed"] == false {
+                assert!(
+                    env.new_names().iter().any(|n| n.starts_with(&retry)),
+                    "{op:?} {inject:?}: held by {retry}, which is not in new/"
+                );
+            }
+            h.push_ok(&retry, body.as_bytes());
+            assert_eq!(env.new_names().len(), 1, "{op:?} {inject:?}");
+        }
         Op::PushLines => {
             // Every id printed, even by a push killed later, is a message pushed.
             for (id, b) in complete_lines(&o).iter().zip(&batch) {
@@ -764,7 +819,12 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
                 h.lease_ended("victim", id, if killed { "killed" } else { "expired" });
             }
         }
-        Op::Pop | Op::Reclaim | Op::RatedPop => {
+        Op::GroupedAck => {
+            again(&["ack", &rcpt]);
+            assert_eq!(env.names("done").len(), 1, "{op:?} {inject:?}");
+            h.acked("holder", &id);
+        }
+        Op::Pop | Op::Reclaim | Op::RatedPop | Op::GroupedPop => {
             let text = stdout(&o);
             if let Some(m) = text
                 .lines()
@@ -831,6 +891,15 @@ fn crash_once(op: Op, inject: Option<(&str, usize)>, trace: Option<&Path>) -> Cr
             "{op:?} killed at {inject:?}: {}\n{:?}",
             verdict.summary(),
             verdict.failures()
+        );
+    }
+    if op == Op::KeyedPush {
+        // Everything was acked, with a window of nothing: the key is free again.
+        let o = run_q(spool, &["push", "--json", "--key", "crash-key", "after"]);
+        assert!(
+            stdout(&o).contains(r#""pushed":true"#),
+            "{op:?} {inject:?}: {}",
+            stdout(&o)
         );
     }
     CrashRun { killed, verdict }
@@ -941,6 +1010,21 @@ fn crash_at_every_syscall_of_extend() {
 #[test]
 fn crash_at_every_syscall_of_a_pop_that_reclaims() {
     crash_every_syscall(Op::Reclaim, 3);
+}
+
+#[test]
+fn crash_at_every_syscall_of_a_keyed_push() {
+    crash_every_syscall(Op::KeyedPush, 2);
+}
+
+#[test]
+fn crash_at_every_syscall_of_a_grouped_pop() {
+    crash_every_syscall(Op::GroupedPop, 3);
+}
+
+#[test]
+fn crash_at_every_syscall_of_the_ack_of_a_groups_head() {
+    crash_every_syscall(Op::GroupedAck, 2);
 }
 
 #[test]

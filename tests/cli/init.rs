@@ -476,13 +476,15 @@ fn init_repairs_a_corrupt_settings_file() {
         );
         assert!(line.contains(why), "{line}");
         assert!(
-            line.ends_with("; replaced with max-attempts 5, lease 2m, retain-done 1d"),
+            line.ends_with(
+                "; replaced with max-attempts 5, lease 2m, retain-done 1d, dedup-window 5m"
+            ),
             "{line}"
         );
         assert_eq!(
             stdout(&out),
             format!(
-                "{}: max-attempts 5, lease 2m, retain-done 1d\n",
+                "{}: max-attempts 5, lease 2m, retain-done 1d, dedup-window 5m\n",
                 env.spool().display()
             )
         );

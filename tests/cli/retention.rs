@@ -28,7 +28,7 @@ fn init_stores_and_prints_the_retention() {
     let o = env.run(&["init", "--retain-done", "2h"]);
     assert_exit(&o, 0);
     assert!(
-        stdout(&o).ends_with(": max-attempts 5, lease 30s, retain-done 2h\n"),
+        stdout(&o).ends_with(": max-attempts 5, lease 30s, retain-done 2h, dedup-window 5m\n"),
         "{}",
         stdout(&o)
     );
@@ -51,7 +51,7 @@ fn a_settings_file_from_before_retention_gets_a_day() {
     let o = env.run(&["init"]);
     assert_exit(&o, 0);
     assert!(
-        stdout(&o).ends_with("max-attempts 3, lease 1s, retain-done 1d\n"),
+        stdout(&o).ends_with("max-attempts 3, lease 1s, retain-done 1d, dedup-window 5m\n"),
         "{}",
         stdout(&o)
     );
