@@ -2,6 +2,7 @@
 //! and work -j in any number of processes; requeues keep the head's place, ends let the group
 //! go on, a crash's leftovers are put right by `requeue --expired`.
 
+use crate::checker::History;
 use crate::harness::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +48,21 @@ fn one_message_of_a_group_is_out_at_a_time_in_push_order() {
     let s = env.stats();
     assert_eq!(s["groups"]["active"], 2, "{s}");
     assert_eq!(s["groups"]["waiting"], 3, "{s}");
+    let prom = stdout(&env.qspool(&["stats", "--prometheus"]).expect(0));
+    assert!(
+        prom.contains("qspool_groups_active{spool=") && prom.contains("} 2\n"),
+        "{prom}"
+    );
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with("qspool_waiting_messages{") && l.ends_with(" 3")),
+        "{prom}"
+    );
+    let text = stdout(&env.qspool(&["stats"]).expect(0));
+    assert!(
+        text.contains("groups   2 active, 3 messages waiting"),
+        "{text}"
+    );
     ack(&env, &got[0]);
     let next = pop_all(&env);
     assert_eq!(bodies_of(&next), ["a2"]);
@@ -199,16 +215,23 @@ fn bad_groups_and_hostile_group_entries_are_refused() {
 #[test]
 fn groups_hold_across_four_workers_and_racing_pops() {
     let env = Env::new();
+    let h = History::new(env.scratch());
     let groups = 12;
     let per = 25;
     for g in 0..groups {
         let bodies: Vec<String> = (0..per).map(|i| format!("g{g}:{i}")).collect();
         let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
-        assert_eq!(push_group(&env, &format!("group {g}"), &refs).len(), per);
+        let ids = push_group(&env, &format!("group {g}"), &refs);
+        assert_eq!(ids.len(), per);
+        for (id, b) in ids.iter().zip(&bodies) {
+            h.push_attempt(b.as_bytes());
+            h.push_ok(id, b.as_bytes());
+        }
     }
     let free: Vec<String> = (0..40).map(|i| format!("free:{i}")).collect();
     for b in &free {
-        env.push(b);
+        h.push_attempt(b.as_bytes());
+        h.push_ok(&env.push(b), b.as_bytes());
     }
     let log = env.scratch().join("log");
     let cmd = format!(
@@ -285,6 +308,9 @@ fn groups_hold_across_four_workers_and_racing_pops() {
             last_end = e;
         }
     }
+    // The history checker: every pushed message is in done/, once, whole, and nowhere else.
+    let verdict = h.check(env.spool());
+    assert!(verdict.failures().is_empty(), "{}", verdict.summary());
     let s = env.stats();
     assert_eq!(s["done"], (groups * per + free.len()) as u64, "{s}");
     let ids: BTreeSet<String> = env.names("done").into_iter().collect();

@@ -117,7 +117,7 @@ fn prometheus_counts_every_state_and_matches_json() {
             assert_eq!(labels.get("spool").map(String::as_str), Some(spool));
             assert!(*value >= 0.0, "{name} {value}");
         }
-        assert_eq!(samples.len(), 6 + 6 + 3 + 1 + 1, "{samples:?}");
+        assert_eq!(samples.len(), 6 + 6 + 3 + 1 + 2 + 1, "{samples:?}");
     }
 }
 
