@@ -2,7 +2,6 @@
 
 use crate::cli::PushArgs;
 use crate::exit::{Code, usage};
-use crate::spool::name::KeyHash;
 use crate::spool::push::{Batch, Body, pushed_json};
 use crate::spool::{Spool, groups, keys, now_ms, uses};
 use anyhow::{Context, Result};
@@ -44,11 +43,7 @@ pub fn run(root: &Path, args: &PushArgs) -> Result<Code> {
         batch.set_claim(claim);
     }
     if let Some(g) = &args.group {
-        let g = g.as_bytes();
-        let lock = spool
-            .lock_group(KeyHash::of(g), g, true)?
-            .context("groups/ could not be made")?;
-        batch.set_group(lock);
+        batch.set_group(g.as_bytes());
     }
     let added = add_all(&mut batch, &mut out, args);
     // Whatever happened, what was added is committed, so the ids printed are exactly the

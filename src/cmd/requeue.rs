@@ -54,7 +54,7 @@ fn reclaim(root: &Path) -> Result<Code> {
         tally.fail(e);
     }
     if tally.code() == Code::Ok {
-        match spool.repair_groups(now_ms()) {
+        match spool.repair_groups(now_ms(), &mut |e| tally.fail(e)) {
             Ok(n) if n > 0 => {
                 writeln!(out, "repaired {n} groups").context("write to standard output")?;
             }

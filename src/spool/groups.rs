@@ -23,6 +23,7 @@ pub const MAX_GROUP_LEN: usize = 128;
 /// The file in a group's directory that is there while its head is out.
 const HEAD: &str = "head";
 const SEQ_DIGITS: usize = 16;
+const MAX_SEQ: u64 = 9_999_999_999_999_999;
 
 /// Checks a group given on the command line.
 pub fn check_group(group: &[u8]) -> std::result::Result<(), String> {
@@ -118,10 +119,23 @@ impl GroupLock {
     pub fn place(&mut self, from: &File, name: &str, ready: &Ready, sync: bool) -> Result<Placed> {
         if !self.head_out {
             self.write_head(&ready.id, sync)?;
+            // `head`'s entry is durable before the message can be: a power loss must not keep
+            // a visible head and lose the file that says it is out.
+            if sync {
+                self.dir
+                    .sync_all()
+                    .with_context(|| format!("sync {}", self.path.display()))?;
+            }
             self.head_out = true;
             return Ok(Placed::Head);
         }
         let seq = self.next_seq()?;
+        if seq > MAX_SEQ {
+            bail!(
+                "{}: the group's sequence is used up; let it drain first",
+                self.path.display()
+            );
+        }
         let waiting = Waiting {
             seq,
             ready: ready.clone(),
@@ -203,7 +217,10 @@ impl Spool {
         loop {
             if create {
                 match at::mkdir(groups, &hex, durable::DIR_MODE) {
-                    Ok(()) => {}
+                    // The group's directory outlives a power loss before anything goes in.
+                    Ok(()) => groups.sync_all().with_context(|| {
+                        format!("sync {}", self.root().join(DIR_NAME).display())
+                    })?,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e).with_context(|| format!("create {}", path.display())),
                 }
@@ -246,6 +263,17 @@ impl Spool {
         }
     }
 
+    /// Holds group `hash` still (a shared `flock` on its directory) while its head moves
+    /// without leaving it (lease, extend, requeue, expiry, give back), so that
+    /// `repair_groups`, which takes the lock exclusively, never looks while the head is between
+    /// two places. `None` without a group or its directory.
+    pub(crate) fn hold_group(&self, hash: Option<KeyHash>) -> Option<File> {
+        let groups = self.groups_dir(false).ok()??;
+        let dir = at::open_dir(groups, &hash?.hex()).ok()?;
+        dir.lock_shared().ok()?;
+        Some(dir)
+    }
+
     /// After grouped message `id` ended (ack, bury, dead-letter, purge): if it was its group's
     /// head, the next waiting message becomes the head. Best effort after the move that
     /// ended it: a crash in between leaves the group for `repair_groups`.
@@ -254,14 +282,12 @@ impl Spool {
             let Some(mut g) = self.lock_group(hash, b"", false)? else {
                 return Ok(());
             };
-            let head = read_head(&g.dir)?.map(|t| parse_head(&t).0);
-            if let Some(Some(h)) = head
-                && &h != id
-            {
-                // Not the head: nothing waits on it.
-                return Ok(());
+            match read_head(&g.dir)?.map(|t| parse_head(&t).0) {
+                // No head out, or another message is the head: nothing waits on this one.
+                None => Ok(()),
+                Some(Some(h)) if &h != id => Ok(()),
+                Some(_) => self.promote(&mut g),
             }
-            self.promote(&mut g)
         })();
     }
 
@@ -310,7 +336,7 @@ impl Spool {
     /// waiting message becomes the head. One walk of `new/` and `leased/` finds the groups that
     /// have a head out; each other group is checked again under its lock. Returns how many
     /// groups were put right.
-    pub fn repair_groups(&self, now: u64) -> Result<usize> {
+    pub fn repair_groups(&self, now: u64, failed: &mut dyn FnMut(anyhow::Error)) -> Result<usize> {
         let Some(groups) = self.groups_dir(false)? else {
             return Ok(0);
         };
@@ -323,19 +349,26 @@ impl Spool {
             if out.contains(&hash) {
                 continue;
             }
-            let Some(mut g) = self.lock_group(hash, b"", false)? else {
-                continue;
+            // One bad entry is reported and does not keep the others from being put right.
+            let one = || -> Result<bool> {
+                let Some(mut g) = self.lock_group(hash, b"", false)? else {
+                    return Ok(false);
+                };
+                // Looked at again under the lock: every move of a head that keeps it out holds
+                // the lock shared (`hold_group`), so the head is where this walk looks.
+                if self.groups_out(now)?.contains(&hash) {
+                    return Ok(false);
+                }
+                if g.head_out || !g.waiting()?.is_empty() {
+                    self.promote(&mut g)?;
+                    return Ok(true);
+                }
+                Ok(false)
             };
-            // Looked at again under the lock, in both orders, so that a head moving between
-            // new/ and leased/ while we look is met at least once.
-            let again =
-                |spool: &Spool| -> Result<bool> { Ok(spool.groups_out(now)?.contains(&hash)) };
-            if again(self)? || again(self)? {
-                continue;
-            }
-            if g.head_out || !g.waiting()?.is_empty() {
-                self.promote(&mut g)?;
-                fixed += 1;
+            match one() {
+                Ok(true) => fixed += 1,
+                Ok(false) => {}
+                Err(e) => failed(e),
             }
         }
         Ok(fixed)
@@ -354,11 +387,6 @@ impl Spool {
                 out.insert(g);
             }
             Ok(())
-        })?;
-        self.scan_new_tree(now, &mut |m| {
-            if let Some(g) = m.and_then(|m| m.name.group()) {
-                out.insert(g);
-            }
         })?;
         Ok(out)
     }
@@ -408,7 +436,7 @@ impl Spool {
         let mut g = self
             .lock_group(hash, b"", true)?
             .context("groups/ could not be made")?;
-        Ok(match g.place(from, name, ready, false)? {
+        Ok(match g.place(from, name, ready, true)? {
             Placed::Head => Some(Some(g)),
             Placed::Waiting => None,
         })

@@ -275,13 +275,8 @@ fn read_record(file: &File) -> io::Result<Vec<u8>> {
             Err(e) => return Err(e),
         }
     }
-    if n > MAX_RECORD {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "longer than any key record",
-        ));
-    }
-    buf.truncate(n);
+    // Longer than any record: no record (it does not parse), which a push then replaces.
+    buf.truncate(n.min(MAX_RECORD));
     Ok(buf)
 }
 
@@ -366,6 +361,39 @@ impl Spool {
         file.set_len(text.len() as u64)
     }
 
+    /// Whether a `done` or `dead` place's file is still there (an error counts as there).
+    fn ended_file_exists(&self, place: &Place) -> bool {
+        let m = match place {
+            Place::Done(e) => super::scan::Named::Done(e.clone()),
+            Place::Dead(e) => super::scan::Named::Dead(e.clone()),
+            _ => return false,
+        };
+        !matches!(self.stat_message(&m), Err(e) if is_missing(&e))
+    }
+
+    /// Before a replay moves keyed message `ready` back into `new/`: its key's record, locked,
+    /// already pointing at where the message is going, so that a push of the key meanwhile
+    /// waits and then finds it held. Hold what is returned until the move is done. `None`
+    /// when the record is gone or now names another message (which took the key meanwhile).
+    pub(crate) fn key_replaying(&self, ready: &Ready) -> Option<File> {
+        let hash = ready.key?;
+        let dir = self.keys_dir(false).ok()??;
+        let file = open_record(dir, &hash.hex(), false).ok()?;
+        file.lock().ok()?;
+        let rec = Record::parse(&read_record(&file).ok()?)?;
+        if rec.place.id() != &ready.id || at::fstat(&file).ok()?.nlink == 0 {
+            return None;
+        }
+        let text = Record {
+            place: Place::New(ready.clone()),
+            key: rec.key,
+        }
+        .format();
+        file.write_all_at(&text, 0).ok()?;
+        file.set_len(text.len() as u64).ok()?;
+        Some(file)
+    }
+
     /// A purged message's key is free at once.
     pub(crate) fn key_purged(&self, hash: Option<KeyHash>, id: &Id) {
         let Some(hash) = hash else { return };
@@ -417,8 +445,13 @@ impl Spool {
             if file.try_lock().is_err() {
                 continue;
             }
+            // Kept while the message's file is still in done/ or dead/: a replay brings it
+            // back with its key, and must find the record to take the key again.
             let free = match read_record(&file).ok().and_then(|t| Record::parse(&t)) {
-                Some(rec) => judge(&rec.place, now, self.config.dedup_window_ms) == Verdict::Free,
+                Some(rec) => {
+                    judge(&rec.place, now, self.config.dedup_window_ms) == Verdict::Free
+                        && !self.ended_file_exists(&rec.place)
+                }
                 None => false,
             };
             if free && at::unlink(dir, &name).is_ok() {

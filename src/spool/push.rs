@@ -6,7 +6,7 @@ use super::durable::{self, BucketDirs, Src};
 use super::groups::{GroupLock, Placed};
 use super::idgen::IdGen;
 use super::keys::{Claim, Place};
-use super::name::{Bucket, Id, Ready};
+use super::name::{Bucket, Id, KeyHash, Ready};
 use super::{Dir, Spool, at, lease, now_us};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -75,7 +75,10 @@ pub struct Batch<'a> {
     claim: Option<Claim>,
     /// Print each id as a JSON object rather than a line.
     json: bool,
-    /// The group every message of this batch joins, locked until the batch is dropped.
+    /// The group every message of this batch joins: its hash and name.
+    group_of: Option<(KeyHash, Vec<u8>)>,
+    /// Its lock, taken by the first rename into the group and held until the end of that
+    /// commit: never across a read of the input, which may block for ever.
     group: Option<GroupLock>,
 }
 
@@ -113,14 +116,15 @@ impl<'a> Batch<'a> {
             buf: Vec::new(),
             claim: None,
             json: false,
+            group_of: None,
             group: None,
         }
     }
 
     /// Puts every message of the batch into the group `lock` holds, in order: the first as
     /// the head if none is out, the others behind it.
-    pub fn set_group(&mut self, lock: GroupLock) {
-        self.group = Some(lock);
+    pub fn set_group(&mut self, name: &[u8]) {
+        self.group_of = Some((KeyHash::of(name), name.to_vec()));
     }
 
     /// Gives the batch's message the key `claim` holds, and records it there before the
@@ -169,7 +173,7 @@ impl<'a> Batch<'a> {
             attempts: 0,
             visible_ms: lease::deadline(base, delay_ms),
             key: self.claim.as_ref().map(Claim::hash),
-            group: self.group.as_ref().map(GroupLock::hash),
+            group: self.group_of.as_ref().map(|g| g.0),
         };
         let name = ready.to_string();
         let tmp_dir = self.spool.fd(Dir::Tmp)?;
@@ -232,6 +236,18 @@ impl<'a> Batch<'a> {
         {
             let _ = at::unlink(tmp_dir, name);
             return Err(e);
+        }
+        if let Some((hash, group)) = &self.group_of
+            && self.group.is_none()
+        {
+            match self.spool.lock_group(*hash, group, true) {
+                Ok(Some(g)) => self.group = Some(g),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = at::unlink(tmp_dir, name);
+                    return Err(e);
+                }
+            }
         }
         if let Some(g) = &mut self.group {
             let placed = g.place(tmp_dir, name, &ready, self.sync);
@@ -380,9 +396,13 @@ impl<'a> Batch<'a> {
             }
         }
         if self.pending.is_empty() {
+            self.group = None;
             return failed.map_or(Ok(()), Err);
         }
-        self.sync_held()?;
+        let synced = self.sync_held();
+        // Durable (or failed): the group may move on, and others may push into it.
+        self.group = None;
+        synced?;
         // Waiting pops wake on this; best effort, as they look again on their own anyway.
         let _ = at::touch(self.spool.fd(Dir::New)?);
         // One write for the whole group: a write per id would cost a system call per message.

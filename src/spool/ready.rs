@@ -173,6 +173,7 @@ impl Spool {
                 Some((s, b)) if s == start => Some(b),
                 _ => None,
             };
+            let _held = self.hold_group(r.group);
             let moved = self.rename_to_lease(
                 Src {
                     dir: leaf,

@@ -81,7 +81,8 @@ impl Spool {
                 let Some(from) = self.lease_dir(r)? else {
                     return Ok(None);
                 };
-                match self.rename_to_new(&from, &name, &ready) {
+                let _held = self.hold_group(r.group);
+                match self.rename_to_new(&from, &name, &ready, true) {
                     Ok(Ok(())) => Ok(Some(Released::Requeued { visible_ms })),
                     Ok(Err(not_durable)) => Err(anyhow::Error::new(not_durable)
                         .context(format!("requeue {}", self.leased_path(r).display()))),
@@ -109,7 +110,8 @@ impl Spool {
         let Some(from) = self.lease_dir(r)? else {
             return Ok(false);
         };
-        match self.rename_to_new(&from, &name, &ready) {
+        let _held = self.hold_group(r.group);
+        match self.rename_to_new(&from, &name, &ready, true) {
             Ok(Ok(())) => Ok(true),
             Ok(Err(not_durable)) => Err(anyhow::Error::new(not_durable)
                 .context(format!("give back {}", self.leased_path(r).display()))),
@@ -141,6 +143,7 @@ impl Spool {
             return Ok(None);
         };
         let src = r.to_string();
+        let _held = self.hold_group(r.group);
         let moved = self.rename_to_lease(
             Src {
                 dir: &from,
@@ -183,13 +186,28 @@ impl Spool {
         let path = self.dir(from).join(&name);
         // A grouped message rejoins its group, behind its head if one is out; as the head, it
         // moves under the group's lock.
-        let Some(_lock) = self
-            .group_rejoin(self.fd(from)?, &name, &ready)
-            .with_context(|| format!("replay {}", path.display()))?
-        else {
+        let rejoined = match self.group_rejoin(self.fd(from)?, &name, &ready) {
+            Ok(r) => r,
+            // Replayed by another process meanwhile.
+            Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(is_missing) => {
+                return Ok(false);
+            }
+            Err(e) => return Err(e.context(format!("replay {}", path.display()))),
+        };
+        let Some(mut lock) = rejoined else {
             return Ok(true);
         };
-        match self.rename_to_new(self.fd(from)?, &name, &ready) {
+        // A keyed message takes its key again (held locked across the move).
+        let _key = self.key_replaying(&ready);
+        // The record was pointed there already, under a lock this process holds.
+        let moved = self.rename_to_new(self.fd(from)?, &name, &ready, false);
+        if !matches!(moved, Ok(Ok(()))) {
+            // The head that was not made visible after all.
+            if let Some(g) = &mut lock {
+                g.forget_head();
+            }
+        }
+        match moved {
             Ok(Ok(())) => Ok(true),
             Ok(Err(not_durable)) => {
                 Err(anyhow::Error::new(not_durable).context(format!("replay {}", path.display())))
@@ -312,6 +330,7 @@ impl Spool {
         from: &File,
         name: &str,
         ready: &Ready,
+        note_key: bool,
     ) -> std::io::Result<std::result::Result<(), NotDurable>> {
         let bucket = durable::rename_into_bucket(
             Src { dir: from, name },
@@ -321,7 +340,7 @@ impl Spool {
             &ready.to_string(),
             None,
         )?;
-        if ready.key.is_some() {
+        if note_key && ready.key.is_some() {
             self.key_moved(Place::New(ready.clone()));
         }
         self.ring();

@@ -316,3 +316,82 @@ fn groups_hold_across_four_workers_and_racing_pops() {
     let ids: BTreeSet<String> = env.names("done").into_iter().collect();
     assert_eq!(ids.len(), groups * per + free.len());
 }
+
+#[test]
+fn a_grouped_push_waiting_for_input_holds_nothing_up() {
+    use std::io::Write;
+    let env = Env::new();
+    let mut push = env
+        .std_cmd(&["push", "--group", "g", "--lines"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = push.stdin.take().unwrap();
+    input.write_all(b"first\n").unwrap();
+    input.flush().unwrap();
+    let start = std::time::Instant::now();
+    let m = loop {
+        let o = env.run(&["pop", "--json"]);
+        if o.status.code() == Some(0) {
+            break parse_lines(&o).remove(0);
+        }
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "the first line never became visible"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(m["body"], "first");
+    // The push still waits for its next line; the ack (which promotes in the group) and the
+    // repair must not wait for it.
+    env.qspool(&["ack", m["receipt"].as_str().unwrap()])
+        .expect(0);
+    env.qspool(&["requeue", "--expired"]).expect(0);
+    input.write_all(b"second\n").unwrap();
+    drop(input);
+    assert!(push.wait_with_output().unwrap().status.success());
+    assert_eq!(env.pop_json(&[])["body"], "second");
+}
+
+#[test]
+fn one_bad_entry_in_groups_does_not_stop_the_repair_of_the_others() {
+    let env = Env::new();
+    push_group(&env, "g", &["one", "two"]);
+    let m = env.pop_json(&[]);
+    // The head vanishes without its promotion (as a purge killed after its unlink).
+    std::fs::remove_file(env.lease_file(m["receipt"].as_str().unwrap())).unwrap();
+    std::os::unix::fs::symlink("/tmp", env.spool().join("groups/0000000000000001")).unwrap();
+    let o = env.run(&["requeue", "--expired"]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("0000000000000001"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("repaired 1 groups"), "{}", stdout(&o));
+    assert_eq!(env.pop_json(&[])["body"], "two");
+}
+
+#[test]
+fn a_used_up_sequence_refuses_the_push_rather_than_hide_it() {
+    let env = Env::new();
+    push_group(&env, "g", &["head", "next"]);
+    let dir = std::fs::read_dir(env.spool().join("groups"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let w = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with('w'))
+        .unwrap();
+    let planted = format!("w9999999999999999{}", &w[17..]);
+    std::fs::rename(dir.join(&w), dir.join(planted)).unwrap();
+    let err = env.qspool(&["push", "--group", "g", "more"]).fails(1);
+    assert!(err.contains("sequence is used up"), "{err}");
+    assert!(
+        std::fs::read_dir(env.spool().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
