@@ -177,17 +177,25 @@ impl GroupLock {
         Ok(())
     }
 
-    /// The waiting messages, oldest first: plain files under waiting-names only, so that a
-    /// foreign entry is never promoted into `new/`.
+    /// The names of the waiting messages, oldest first (by name only: `next` checks the
+    /// one it promotes).
     fn waiting(&self) -> Result<Vec<Waiting>> {
         let mut w: Vec<Waiting> = at::names(&self.dir)
             .with_context(|| format!("list {}", self.path.display()))?
             .iter()
             .filter_map(|n| Waiting::parse(n))
-            .filter(|w| durable::lstat_plain(&self.dir, &w.to_string()).is_ok())
             .collect();
         w.sort_by_key(|w| w.seq);
         Ok(w)
+    }
+
+    /// The oldest waiting message that is a plain file: a foreign entry under a waiting-name
+    /// is never promoted into `new/` (nor does it hold the group up).
+    fn next(&self) -> Result<Option<Waiting>> {
+        Ok(self
+            .waiting()?
+            .into_iter()
+            .find(|w| durable::lstat_plain(&self.dir, &w.to_string()).is_ok()))
     }
 
     fn next_seq(&mut self) -> Result<u64> {
@@ -296,7 +304,7 @@ impl Spool {
     /// still waits, which `repair_groups` promotes again); with none waiting, removes `head`
     /// and the emptied directory.
     fn promote(&self, g: &mut GroupLock) -> Result<()> {
-        let Some(next) = g.waiting()?.into_iter().next() else {
+        let Some(next) = g.next()? else {
             match at::unlink(&g.dir, HEAD) {
                 Ok(()) => {}
                 Err(e) if is_missing(&e) => {}

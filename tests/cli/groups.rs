@@ -395,3 +395,33 @@ fn a_used_up_sequence_refuses_the_push_rather_than_hide_it() {
             .is_none()
     );
 }
+
+#[test]
+fn a_foreign_entry_under_a_waiting_name_is_never_promoted() {
+    let env = Env::new();
+    push_group(&env, "g", &["head", "real"]);
+    let dir = std::fs::read_dir(env.spool().join("groups"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let w = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with('w'))
+        .unwrap();
+    // Renumbered behind a link planted in front of it, under the same message name.
+    let real = format!("w0000000000000005{}", &w[17..]);
+    std::fs::rename(dir.join(&w), dir.join(&real)).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join(&w)).unwrap();
+    let m = env.pop_json(&[]);
+    ack(&env, &m);
+    assert_eq!(env.pop_json(&[])["body"], "real");
+    assert!(
+        std::fs::symlink_metadata(dir.join(&w))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
