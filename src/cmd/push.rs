@@ -60,7 +60,9 @@ fn add_all(batch: &mut Batch, out: &mut dyn Write, args: &PushArgs) -> Result<()
             let shown = Path::new(path).display().to_string();
             let mut file = std::fs::File::open(path).with_context(|| format!("open {shown}"))?;
             batch.add(Body::Reader(&mut file), &shown, args.delay)?;
-            if batch.commit_due() {
+            // A grouped push holds its group's lock from its first rename to its commit, and
+            // the next file may be a FIFO that never ends: it commits file by file.
+            if batch.commit_due() || args.group.is_some() {
                 batch.commit(out)?;
             }
         }
@@ -89,7 +91,11 @@ fn add_all(batch: &mut Batch, out: &mut dyn Write, args: &PushArgs) -> Result<()
     loop {
         // Commit before a read that may block, so a slow producer's messages do not wait for
         // more input to become durable; a fast one gets one commit per buffer of input.
-        if reader.buffer().is_empty() && batch.pending() > 0 {
+        // A grouped push commits before any read that may block, even mid-line, so that it
+        // never holds its group's lock while it waits for input.
+        let may_block =
+            reader.buffer().is_empty() || (args.group.is_some() && !reader.buffer().contains(&sep));
+        if may_block && batch.pending() > 0 {
             batch.commit(out)?;
         }
         record.clear();

@@ -282,6 +282,24 @@ impl Spool {
         Some(dir)
     }
 
+    /// `hold_group` for a pop, which must not wait on one group while it could lease from the
+    /// others: `Err(())` when the group's lock is taken exclusively just now (a push into it,
+    /// a promotion, a repair), and the pop passes its head by this once.
+    pub(crate) fn try_hold_group(&self, hash: Option<KeyHash>) -> Result<Option<File>, ()> {
+        let Some(hash) = hash else { return Ok(None) };
+        let Some(groups) = self.groups_dir(false).ok().flatten() else {
+            return Ok(None);
+        };
+        let Ok(dir) = at::open_dir(groups, &hash.hex()) else {
+            return Ok(None);
+        };
+        match dir.try_lock_shared() {
+            Ok(()) => Ok(Some(dir)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(()),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// After grouped message `id` ended (ack, bury, dead-letter, purge): if it was its group's
     /// head, the next waiting message becomes the head. Best effort after the move that
     /// ended it: a crash in between leaves the group for `repair_groups`.
@@ -317,7 +335,15 @@ impl Spool {
             }
             return Ok(());
         };
-        g.write_head(&next.ready.id, false)?;
+        // A `head` made afresh (a repair of a group left without one) is made durable with its
+        // entry, as a push makes it; one rewritten in place needs neither.
+        let fresh = !g.head_out;
+        g.write_head(&next.ready.id, fresh)?;
+        if fresh {
+            g.dir
+                .sync_all()
+                .with_context(|| format!("sync {}", g.path.display()))?;
+        }
         g.head_out = true;
         let name = next.to_string();
         let ready = next.ready.to_string();

@@ -396,7 +396,10 @@ impl<'a> Batch<'a> {
             }
         }
         if self.pending.is_empty() {
+            // Nothing renamed: nothing to fsync, and the group's lock (whose descriptor a held
+            // directory may share) goes now.
             self.group = None;
+            self.held.clear();
             return failed.map_or(Ok(()), Err);
         }
         let synced = self.sync_held();

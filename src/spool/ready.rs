@@ -173,7 +173,9 @@ impl Spool {
                 Some((s, b)) if s == start => Some(b),
                 _ => None,
             };
-            let _held = self.hold_group(r.group);
+            let Ok(held) = self.try_hold_group(r.group) else {
+                continue;
+            };
             let moved = self.rename_to_lease(
                 Src {
                     dir: leaf,
@@ -184,6 +186,7 @@ impl Spool {
             );
             match moved {
                 Ok(placed) => {
+                    drop(held);
                     if leased.key.is_some() {
                         self.key_moved(Place::Leased(leased.clone()));
                     }

@@ -143,7 +143,7 @@ impl Spool {
             return Ok(None);
         };
         let src = r.to_string();
-        let _held = self.hold_group(r.group);
+        let held = self.hold_group(r.group);
         let moved = self.rename_to_lease(
             Src {
                 dir: &from,
@@ -154,6 +154,7 @@ impl Spool {
         );
         match moved {
             Ok(placed) => {
+                drop(held);
                 if next.key.is_some() {
                     self.key_moved(Place::Leased(next.clone()));
                 }
@@ -186,6 +187,9 @@ impl Spool {
         let path = self.dir(from).join(&name);
         // A grouped message rejoins its group, behind its head if one is out; as the head, it
         // moves under the group's lock.
+        // A keyed message takes its key again, first (the key's lock before the group's, as
+        // a push takes them), held locked across the move.
+        let _key = self.key_replaying(&ready);
         let rejoined = match self.group_rejoin(self.fd(from)?, &name, &ready) {
             Ok(r) => r,
             // Replayed by another process meanwhile.
@@ -197,8 +201,6 @@ impl Spool {
         let Some(mut lock) = rejoined else {
             return Ok(true);
         };
-        // A keyed message takes its key again (held locked across the move).
-        let _key = self.key_replaying(&ready);
         // The record was pointed there already, under a lock this process holds.
         let moved = self.rename_to_new(self.fd(from)?, &name, &ready, false);
         if !matches!(moved, Ok(Ok(()))) {

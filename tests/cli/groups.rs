@@ -425,3 +425,32 @@ fn a_foreign_entry_under_a_waiting_name_is_never_promoted() {
             .is_symlink()
     );
 }
+
+#[test]
+fn a_pop_passes_by_a_group_that_is_locked_rather_than_wait_for_it() {
+    let env = Env::new();
+    push_group(&env, "g", &["grouped"]);
+    env.push("plain");
+    let dir = std::fs::read_dir(env.spool().join("groups"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // Another process holds the group's lock (as a push into it or a repair does).
+    let mut holder = std::process::Command::new("flock")
+        .args(["-x", "--no-fork"])
+        .arg(&dir)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let start = std::time::Instant::now();
+    let got = pop_all(&env);
+    let waited = start.elapsed();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(bodies_of(&got), ["plain"]);
+    assert!(waited.as_secs() < 10, "the pop waited for the group");
+    assert_eq!(bodies_of(&pop_all(&env)), ["grouped"]);
+}
