@@ -46,6 +46,16 @@ impl Place {
         }
     }
 
+    /// The key hash its name carries (none for `Gone`, which has only an id).
+    fn key(&self) -> Option<KeyHash> {
+        match self {
+            Place::New(r) => r.key,
+            Place::Leased(l) => l.key,
+            Place::Done(e) | Place::Dead(e) => e.key,
+            Place::Gone(_) => None,
+        }
+    }
+
     fn tag(&self) -> &'static str {
         match self {
             Place::New(_) => "new",
@@ -117,10 +127,8 @@ impl Record {
         let place = Place::parse(tag, name)?;
         // A record whose name carries another key's hash is not this key's.
         let hash = match &place {
-            Place::New(r) => r.key,
-            Place::Leased(l) => l.key,
-            Place::Done(e) | Place::Dead(e) => e.key,
             Place::Gone(_) => Some(KeyHash::of(&key)),
+            p => p.key(),
         };
         (hash == Some(KeyHash::of(&key))).then_some(Record { place, key })
     }
@@ -243,14 +251,16 @@ impl Claim {
     }
 
     fn write(&self, place: &Place) -> io::Result<()> {
-        let text = Record {
-            place: place.clone(),
-            key: self.key.clone(),
-        }
-        .format();
-        self.file.write_all_at(&text, 0)?;
-        self.file.set_len(text.len() as u64)
+        write_record(&self.file, place.clone(), self.key.clone())
     }
+}
+
+/// Replaces a record's content in place: one `pwrite` at offset 0, then the length (the file
+/// is locked, and its inode is what the lock is on, so it is never replaced by a rename).
+fn write_record(file: &File, place: Place, key: Vec<u8>) -> io::Result<()> {
+    let text = Record { place, key }.format();
+    file.write_all_at(&text, 0)?;
+    file.set_len(text.len() as u64)
 }
 
 /// The place of a message found by a scan, for its record.
@@ -326,39 +336,10 @@ impl Spool {
     /// is still this message's. Best effort: a record left behind only costs the next push of
     /// the key a lookup.
     pub(crate) fn key_moved(&self, place: Place) {
-        let _ = self.try_key_moved(&place);
-    }
-
-    fn try_key_moved(&self, place: &Place) -> io::Result<()> {
-        let hash = match place {
-            Place::New(r) => r.key,
-            Place::Leased(l) => l.key,
-            Place::Done(e) | Place::Dead(e) => e.key,
-            Place::Gone(_) => None,
-        };
-        let Some(hash) = hash else { return Ok(()) };
-        let Some(dir) = self.keys_dir(false).map_err(io::Error::other)? else {
-            return Ok(());
-        };
-        let file = match open_record(dir, &hash.hex(), false) {
-            Ok(f) => f,
-            Err(e) if is_missing(&e) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        file.lock()?;
-        let Some(rec) = Record::parse(&read_record(&file)?) else {
-            return Ok(());
-        };
-        if rec.place.id() != place.id() || at::fstat(&file)?.nlink == 0 {
-            return Ok(());
+        if let Some(hash) = place.key() {
+            let id = place.id().clone();
+            self.repoint(hash, &id, place);
         }
-        let text = Record {
-            place: place.clone(),
-            key: rec.key,
-        }
-        .format();
-        file.write_all_at(&text, 0)?;
-        file.set_len(text.len() as u64)
     }
 
     /// Whether a `done` or `dead` place's file is still there (an error counts as there).
@@ -376,46 +357,30 @@ impl Spool {
     /// waits and then finds it held. Hold what is returned until the move is done. `None`
     /// when the record is gone or now names another message (which took the key meanwhile).
     pub(crate) fn key_replaying(&self, ready: &Ready) -> Option<File> {
-        let hash = ready.key?;
-        let dir = self.keys_dir(false).ok()??;
-        let file = open_record(dir, &hash.hex(), false).ok()?;
-        file.lock().ok()?;
-        let rec = Record::parse(&read_record(&file).ok()?)?;
-        if rec.place.id() != &ready.id || at::fstat(&file).ok()?.nlink == 0 {
-            return None;
-        }
-        let text = Record {
-            place: Place::New(ready.clone()),
-            key: rec.key,
-        }
-        .format();
-        file.write_all_at(&text, 0).ok()?;
-        file.set_len(text.len() as u64).ok()?;
-        Some(file)
+        self.repoint(ready.key?, &ready.id, Place::New(ready.clone()))
     }
 
     /// A purged message's key is free at once.
     pub(crate) fn key_purged(&self, hash: Option<KeyHash>, id: &Id) {
-        let Some(hash) = hash else { return };
-        let _ = (|| -> io::Result<()> {
-            let Some(dir) = self.keys_dir(false).map_err(io::Error::other)? else {
-                return Ok(());
-            };
-            let file = open_record(dir, &hash.hex(), false)?;
-            file.lock()?;
-            if let Some(rec) = Record::parse(&read_record(&file)?)
-                && rec.place.id() == id
-            {
-                let text = Record {
-                    place: Place::Gone(id.clone()),
-                    key: rec.key,
-                }
-                .format();
-                file.write_all_at(&text, 0)?;
-                file.set_len(text.len() as u64)?;
-            }
-            Ok(())
-        })();
+        if let Some(hash) = hash {
+            self.repoint(hash, id, Place::Gone(id.clone()));
+        }
+    }
+
+    /// Rewrites key `hash`'s record to `place`, under its lock, if the record still names
+    /// message `id`; returns the record, still locked, when it did. Never makes a record:
+    /// one that is gone stays gone.
+    fn repoint(&self, hash: KeyHash, id: &Id, place: Place) -> Option<File> {
+        let dir = self.keys_dir(false).ok()??;
+        let file = open_record(dir, &hash.hex(), false).ok()?;
+        file.lock().ok()?;
+        let rec = Record::parse(&read_record(&file).ok()?)?;
+        // Removed by `expire_keys` between our open and our lock: no longer the record.
+        if rec.place.id() != id || at::fstat(&file).ok()?.nlink == 0 {
+            return None;
+        }
+        write_record(&file, place, rec.key).ok()?;
+        Some(file)
     }
 
     /// The key that `hash` stands for, from its record; `None` when the record is gone or

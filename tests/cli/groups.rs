@@ -28,6 +28,23 @@ fn pop_all(env: &Env) -> Vec<Value> {
     parse_lines(&o)
 }
 
+/// The directory of the spool's one group.
+fn only_group_dir(env: &Env) -> std::path::PathBuf {
+    let mut dirs = std::fs::read_dir(env.spool().join("groups")).unwrap();
+    let dir = dirs.next().unwrap().unwrap().path();
+    assert!(dirs.next().is_none(), "more than one group");
+    dir
+}
+
+/// The name of a waiting message in a group's directory.
+fn first_waiting(dir: &std::path::Path) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with('w'))
+        .unwrap()
+}
+
 fn ack(env: &Env, m: &Value) {
     env.qspool(&["ack", m["receipt"].as_str().unwrap()])
         .expect(0);
@@ -186,12 +203,7 @@ fn bad_groups_and_hostile_group_entries_are_refused() {
         one_error_line(&out);
     }
     push_group(&env, "g", &["a"]);
-    let dir = std::fs::read_dir(env.spool().join("groups"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let dir = only_group_dir(&env);
     let head = dir.join("head");
     std::fs::remove_file(&head).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", &head).unwrap();
@@ -373,17 +385,8 @@ fn one_bad_entry_in_groups_does_not_stop_the_repair_of_the_others() {
 fn a_used_up_sequence_refuses_the_push_rather_than_hide_it() {
     let env = Env::new();
     push_group(&env, "g", &["head", "next"]);
-    let dir = std::fs::read_dir(env.spool().join("groups"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let w = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .find(|n| n.starts_with('w'))
-        .unwrap();
+    let dir = only_group_dir(&env);
+    let w = first_waiting(&dir);
     let planted = format!("w9999999999999999{}", &w[17..]);
     std::fs::rename(dir.join(&w), dir.join(planted)).unwrap();
     let err = env.qspool(&["push", "--group", "g", "more"]).fails(1);
@@ -400,17 +403,8 @@ fn a_used_up_sequence_refuses_the_push_rather_than_hide_it() {
 fn a_foreign_entry_under_a_waiting_name_is_never_promoted() {
     let env = Env::new();
     push_group(&env, "g", &["head", "real"]);
-    let dir = std::fs::read_dir(env.spool().join("groups"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let w = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .find(|n| n.starts_with('w'))
-        .unwrap();
+    let dir = only_group_dir(&env);
+    let w = first_waiting(&dir);
     // Renumbered behind a link planted in front of it, under the same message name.
     let real = format!("w0000000000000005{}", &w[17..]);
     std::fs::rename(dir.join(&w), dir.join(&real)).unwrap();
@@ -431,12 +425,7 @@ fn a_pop_passes_by_a_group_that_is_locked_rather_than_wait_for_it() {
     let env = Env::new();
     push_group(&env, "g", &["grouped"]);
     env.push("plain");
-    let dir = std::fs::read_dir(env.spool().join("groups"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let dir = only_group_dir(&env);
     // Another process holds the group's lock (as a push into it or a repair does).
     let mut holder = std::process::Command::new("flock")
         .args(["-x", "--no-fork"])
