@@ -21,8 +21,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
 
     $completions = @(switch ($command) {
         'qspool' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -43,6 +44,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'Restart consumption after `qspool pause`, and wake every waiting pop and work at once')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
+            [CompletionResult]::new('relay', 'relay', [CompletionResultType]::ParameterValue, 'Forward the local spool to a JetStream queue: the spool as a durable outbox')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one message''s payload, whatever its state, without leasing it or changing anything')
             [CompletionResult]::new('fsck', 'fsck', [CompletionResultType]::ParameterValue, 'Check a spool against its format, and with --repair, set aside what does not belong')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -55,8 +57,10 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Spool-wide limit on leases started, by every pop and work together: N/s, N/m, N/h or N/DUR (as in 5/10s); `off` removes it')
             [CompletionResult]::new('--burst', '--burst', [CompletionResultType]::ParameterName, 'How many leases the spool-wide limit allows at once after a quiet spell [default: 1]')
             [CompletionResult]::new('--dedup-window', '--dedup-window', [CompletionResultType]::ParameterName, 'How long an acked message keeps its `push --key` from being pushed again [default: 5m]')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('--replicas', '--replicas', [CompletionResultType]::ParameterName, 'JetStream queues only: how many servers keep a copy of each stream (1, 3 or 5 in a cluster) [default: 1]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -66,8 +70,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Keep the messages invisible for this long, e.g. 90s, 1h')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Push the message only if no message with this dedup key is ready, delayed or leased, or was acked within the spool''s dedup window (init --dedup-window, 5m by default); otherwise print that message''s id. 1 to 128 bytes; one message per push')
             [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Deliver the messages of group G one at a time, in push order: while one is out (ready, delayed or leased), the next waits. 1 to 128 bytes')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Each argument names a file; the file''s contents is one message')
             [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Each argument names a file; the file''s contents is one message')
             [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'Each line of standard input is one message (empty lines skipped), pushed as one batch')
@@ -86,8 +91,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Lease up to N messages (needs --json)')
             [CompletionResult]::new('--max', '--max', [CompletionResultType]::ParameterName, 'Lease up to N messages (needs --json)')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Block until a message is visible: forever, or at most DUR (then exit 3). The value needs the `=`, as in --wait=30s')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64')
             [CompletionResult]::new('--ack', '--ack', [CompletionResultType]::ParameterName, 'Ack once the payload is written: at-most-once delivery')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
@@ -96,8 +102,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;ack' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -105,8 +112,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         }
         'qspool;requeue' {
             [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Keep requeued messages invisible for this long')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--expired', '--expired', [CompletionResultType]::ParameterName, 'Return every expired lease, print what moved, remove tmp/ leftovers older than 36h, and purge acked messages past the spool''s retain-done time')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -115,16 +123,18 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         }
         'qspool;extend' {
             [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'New lease length, counted from now [default: the spool''s]')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'qspool;bury' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -133,8 +143,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         'qspool;stats' {
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write the metrics to FILE instead, atomically (through a temporary file beside it whose name does not end in .prom), mode 0644')
             [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Look again every DUR (2s without a value; it needs the `=`) until interrupted: the table is redrawn on a terminal; JSON and metrics are printed (or written) anew each time')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object')
             [CompletionResult]::new('--prometheus', '--prometheus', [CompletionResultType]::ParameterName, 'Print node_exporter''s textfile format: per state the messages, their bytes and the age of the oldest; and the foreign entries. Each series is labelled with the spool''s path')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
@@ -144,8 +155,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         }
         'qspool;list' {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Only the N oldest')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Include done (acked) messages too')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per message: id, state, attempt, enqueued_at, visible_at, lease_expires_at or finished_at, state_since (where the name records it), size')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
@@ -155,8 +167,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         }
         'qspool;dlq-replay' {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Replay at most N messages')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Replay every dead message, oldest first')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -166,8 +179,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         'qspool;replay' {
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Replay the messages acked within the last DUR')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Replay at most N messages')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--done', '--done', [CompletionResultType]::ParameterName, 'Replay acked messages (from done/)')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Replay every acked message still retained')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
@@ -176,16 +190,18 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;pause' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'qspool;resume' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -193,8 +209,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
         }
         'qspool;purge' {
             [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'Only messages that entered their state at least this long ago (for ready ones: became visible; delayed ones never qualify)')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--done', '--done', [CompletionResultType]::ParameterName, 'Purge done/ (acked messages)')
             [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Purge dead/ (dead-lettered messages)')
             [CompletionResult]::new('--ready', '--ready', [CompletionResultType]::ParameterName, 'Purge new/: ready and delayed messages, never delivered or waiting for a retry')
@@ -216,8 +233,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--burst', '--burst', [CompletionResultType]::ParameterName, 'How many CMDs --rate lets start at once after a quiet spell [default: 1]')
             [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Run up to K CMDs at once; with 1, messages run one at a time in queue order')
             [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Run up to K CMDs at once; with 1, messages run one at a time in queue order')
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
@@ -225,9 +243,25 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'qspool;relay' {
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The JetStream queue to forward to: nats://[USER:PASS@]HOST[:PORT]/NAME or tls://…')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Keep relaying until signalled, or until idle for DUR. The value needs the `=`, as in --wait=10m')
+            [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Publishes in flight at once')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Publishes in flight at once')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but errors and outages')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but errors and outages')
+            [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'qspool;show' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object: id, state, attempt, enqueued_at, the time of its state (visible_at, lease_expires_at or finished_at), size, and body (UTF-8) or body_base64')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -235,8 +269,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;fsck' {
-            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:')
+            [CompletionResult]::new('--nats-creds', '--nats-creds', [CompletionResultType]::ParameterName, 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool')
             [CompletionResult]::new('--repair', '--repair', [CompletionResultType]::ParameterName, 'Set aside foreign entries and duplicate copies in corrupt/, and fix modes')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object with a findings array')
             [CompletionResult]::new('--trust-spool', '--trust-spool', [CompletionResultType]::ParameterName, 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted')
@@ -260,6 +295,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'Restart consumption after `qspool pause`, and wake every waiting pop and work at once')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides')
+            [CompletionResult]::new('relay', 'relay', [CompletionResultType]::ParameterValue, 'Forward the local spool to a JetStream queue: the spool as a durable outbox')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Print one message''s payload, whatever its state, without leasing it or changing anything')
             [CompletionResult]::new('fsck', 'fsck', [CompletionResultType]::ParameterValue, 'Check a spool against its format, and with --repair, set aside what does not belong')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -308,6 +344,9 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;help;work' {
+            break
+        }
+        'qspool;help;relay' {
             break
         }
         'qspool;help;show' {

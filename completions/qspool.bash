@@ -52,6 +52,9 @@ _qspool() {
             qspool,push)
                 cmd="qspool__subcmd__push"
                 ;;
+            qspool,relay)
+                cmd="qspool__subcmd__relay"
+                ;;
             qspool,replay)
                 cmd="qspool__subcmd__replay"
                 ;;
@@ -106,6 +109,9 @@ _qspool() {
             qspool__subcmd__help,push)
                 cmd="qspool__subcmd__help__subcmd__push"
                 ;;
+            qspool__subcmd__help,relay)
+                cmd="qspool__subcmd__help__subcmd__relay"
+                ;;
             qspool__subcmd__help,replay)
                 cmd="qspool__subcmd__help__subcmd__replay"
                 ;;
@@ -131,7 +137,7 @@ _qspool() {
 
     case "${cmd}" in
         qspool)
-            opts="-s -h -V --spool --trust-spool --help --version init push pop ack requeue extend bury stats list dlq-replay replay pause resume purge work show fsck help"
+            opts="-s -h -V --spool --nats-creds --trust-spool --help --version init push pop ack requeue extend bury stats list dlq-replay replay pause resume purge work relay show fsck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -145,6 +151,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -153,7 +163,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__ack)
-            opts="-s -h --spool --trust-spool --help"
+            opts="-s -h --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -164,6 +174,10 @@ _qspool() {
                     return 0
                     ;;
                 -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nats-creds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -175,7 +189,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__bury)
-            opts="-s -h --spool --trust-spool --help"
+            opts="-s -h --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,6 +203,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -197,7 +215,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__dlq__subcmd__replay)
-            opts="-s -h --all --limit --spool --trust-spool --help"
+            opts="-s -h --all --limit --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -215,6 +233,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -223,7 +245,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__extend)
-            opts="-s -h --lease --spool --trust-spool --help"
+            opts="-s -h --lease --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -241,6 +263,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -249,7 +275,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__fsck)
-            opts="-s -h --repair --json --spool --trust-spool --help"
+            opts="-s -h --repair --json --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -263,6 +289,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -271,7 +301,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__help)
-            opts="init push pop ack requeue extend bury stats list dlq-replay replay pause resume purge work show fsck help"
+            opts="init push pop ack requeue extend bury stats list dlq-replay replay pause resume purge work relay show fsck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -452,6 +482,20 @@ _qspool() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        qspool__subcmd__help__subcmd__relay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         qspool__subcmd__help__subcmd__replay)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -537,7 +581,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__init)
-            opts="-s -h --max-attempts --lease --retain-done --rate --burst --dedup-window --spool --trust-spool --help"
+            opts="-s -h --max-attempts --lease --retain-done --rate --burst --dedup-window --replicas --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -567,11 +611,19 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --replicas)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --spool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nats-creds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -583,7 +635,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__list)
-            opts="-s -h --all --json --limit --spool --trust-spool --help ready delayed leased expired done dead"
+            opts="-s -h --all --json --limit --spool --nats-creds --trust-spool --help ready delayed leased expired done dead"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -601,6 +653,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -609,7 +665,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__pause)
-            opts="-s -h --spool --trust-spool --help"
+            opts="-s -h --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -623,6 +679,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -631,7 +691,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__pop)
-            opts="-n -s -h --lease --receipt-file --json --max --ack --wait --spool --trust-spool --help"
+            opts="-n -s -h --lease --receipt-file --json --max --ack --wait --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -665,6 +725,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -673,7 +737,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__purge)
-            opts="-s -h --done --dead --ready --older-than --yes --spool --trust-spool --help"
+            opts="-s -h --done --dead --ready --older-than --yes --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -691,6 +755,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -699,7 +767,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__push)
-            opts="-f -0 -s -h --file --lines --null --delay --no-sync --key --json --group --spool --trust-spool --help"
+            opts="-f -0 -s -h --file --lines --null --delay --no-sync --key --json --group --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -725,6 +793,52 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        qspool__subcmd__relay)
+            opts="-j -q -s -h --to --wait --concurrency --quiet --spool --nats-creds --trust-spool --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -733,7 +847,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__replay)
-            opts="-s -h --done --since --all --limit --spool --trust-spool --help"
+            opts="-s -h --done --since --all --limit --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -755,6 +869,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -763,7 +881,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__requeue)
-            opts="-s -h --delay --expired --spool --trust-spool --help"
+            opts="-s -h --delay --expired --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -781,6 +899,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -789,7 +911,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__resume)
-            opts="-s -h --spool --trust-spool --help"
+            opts="-s -h --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -800,6 +922,10 @@ _qspool() {
                     return 0
                     ;;
                 -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nats-creds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -811,7 +937,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__show)
-            opts="-s -h --json --spool --trust-spool --help"
+            opts="-s -h --json --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -825,6 +951,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -833,7 +963,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__stats)
-            opts="-s -h --json --prometheus --output --watch --spool --trust-spool --help"
+            opts="-s -h --json --prometheus --output --watch --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -855,6 +985,10 @@ _qspool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nats-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -863,7 +997,7 @@ _qspool() {
             return 0
             ;;
         qspool__subcmd__work)
-            opts="-n -j -q -s -h --lease --backoff --backoff-max --grace --max --wait --rate --burst --concurrency --quiet --spool --trust-spool --help"
+            opts="-n -j -q -s -h --lease --backoff --backoff-max --grace --max --wait --rate --burst --concurrency --quiet --spool --nats-creds --trust-spool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -918,6 +1052,10 @@ _qspool() {
                     return 0
                     ;;
                 -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nats-creds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

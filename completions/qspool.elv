@@ -18,8 +18,9 @@ set edit:completion:arg-completer[qspool] = {|@words|
     }
     var completions = [
         &'qspool'= {
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -40,6 +41,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand resume 'Restart consumption after `qspool pause`, and wake every waiting pop and work at once'
             cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
+            cand relay 'Forward the local spool to a JetStream queue: the spool as a durable outbox'
             cand show 'Print one message''s payload, whatever its state, without leasing it or changing anything'
             cand fsck 'Check a spool against its format, and with --repair, set aside what does not belong'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -51,8 +53,10 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --rate 'Spool-wide limit on leases started, by every pop and work together: N/s, N/m, N/h or N/DUR (as in 5/10s); `off` removes it'
             cand --burst 'How many leases the spool-wide limit allows at once after a quiet spell [default: 1]'
             cand --dedup-window 'How long an acked message keeps its `push --key` from being pushed again [default: 5m]'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand --replicas 'JetStream queues only: how many servers keep a copy of each stream (1, 3 or 5 in a cluster) [default: 1]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -61,8 +65,9 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --delay 'Keep the messages invisible for this long, e.g. 90s, 1h'
             cand --key 'Push the message only if no message with this dedup key is ready, delayed or leased, or was acked within the spool''s dedup window (init --dedup-window, 5m by default); otherwise print that message''s id. 1 to 128 bytes; one message per push'
             cand --group 'Deliver the messages of group G one at a time, in push order: while one is out (ready, delayed or leased), the next waits. 1 to 128 bytes'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand -f 'Each argument names a file; the file''s contents is one message'
             cand --file 'Each argument names a file; the file''s contents is one message'
             cand --lines 'Each line of standard input is one message (empty lines skipped), pushed as one batch'
@@ -80,8 +85,9 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand -n 'Lease up to N messages (needs --json)'
             cand --max 'Lease up to N messages (needs --json)'
             cand --wait 'Block until a message is visible: forever, or at most DUR (then exit 3). The value needs the `=`, as in --wait=30s'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --json 'Print one JSON object per message: id, receipt, attempt, enqueued_at, lease_expires_at, size, and body (UTF-8) or body_base64'
             cand --ack 'Ack once the payload is written: at-most-once delivery'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
@@ -89,16 +95,18 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;ack'= {
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;requeue'= {
             cand --delay 'Keep requeued messages invisible for this long'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --expired 'Return every expired lease, print what moved, remove tmp/ leftovers older than 36h, and purge acked messages past the spool''s retain-done time'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
@@ -106,15 +114,17 @@ set edit:completion:arg-completer[qspool] = {|@words|
         }
         &'qspool;extend'= {
             cand --lease 'New lease length, counted from now [default: the spool''s]'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;bury'= {
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -122,8 +132,9 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool;stats'= {
             cand --output 'Write the metrics to FILE instead, atomically (through a temporary file beside it whose name does not end in .prom), mode 0644'
             cand --watch 'Look again every DUR (2s without a value; it needs the `=`) until interrupted: the table is redrawn on a terminal; JSON and metrics are printed (or written) anew each time'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --json 'Print one JSON object'
             cand --prometheus 'Print node_exporter''s textfile format: per state the messages, their bytes and the age of the oldest; and the foreign entries. Each series is labelled with the spool''s path'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
@@ -132,8 +143,9 @@ set edit:completion:arg-completer[qspool] = {|@words|
         }
         &'qspool;list'= {
             cand --limit 'Only the N oldest'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --all 'Include done (acked) messages too'
             cand --json 'Print one JSON object per message: id, state, attempt, enqueued_at, visible_at, lease_expires_at or finished_at, state_since (where the name records it), size'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
@@ -142,8 +154,9 @@ set edit:completion:arg-completer[qspool] = {|@words|
         }
         &'qspool;dlq-replay'= {
             cand --limit 'Replay at most N messages'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --all 'Replay every dead message, oldest first'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help'
@@ -152,8 +165,9 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool;replay'= {
             cand --since 'Replay the messages acked within the last DUR'
             cand --limit 'Replay at most N messages'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --done 'Replay acked messages (from done/)'
             cand --all 'Replay every acked message still retained'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
@@ -161,23 +175,26 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;pause'= {
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;resume'= {
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;purge'= {
             cand --older-than 'Only messages that entered their state at least this long ago (for ready ones: became visible; delayed ones never qualify)'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --done 'Purge done/ (acked messages)'
             cand --dead 'Purge dead/ (dead-lettered messages)'
             cand --ready 'Purge new/: ready and delayed messages, never delivered or waiting for a retry'
@@ -198,25 +215,42 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --burst 'How many CMDs --rate lets start at once after a quiet spell [default: 1]'
             cand -j 'Run up to K CMDs at once; with 1, messages run one at a time in queue order'
             cand --concurrency 'Run up to K CMDs at once; with 1, messages run one at a time in queue order'
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand -q 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)'
             cand --quiet 'No line per message that was acked, requeued or dead-lettered, and the summary only when something failed (lost leases, stops and errors are still reported)'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'qspool;relay'= {
+            cand --to 'The JetStream queue to forward to: nats://[USER:PASS@]HOST[:PORT]/NAME or tls://…'
+            cand --wait 'Keep relaying until signalled, or until idle for DUR. The value needs the `=`, as in --wait=10m'
+            cand -j 'Publishes in flight at once'
+            cand --concurrency 'Publishes in flight at once'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
+            cand -q 'Print nothing but errors and outages'
+            cand --quiet 'Print nothing but errors and outages'
+            cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'qspool;show'= {
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --json 'Print one JSON object: id, state, attempt, enqueued_at, the time of its state (visible_at, lease_expires_at or finished_at), size, and body (UTF-8) or body_base64'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;fsck'= {
-            cand -s 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
-            cand --spool 'The spool directory [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]'
+            cand -s 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --spool 'The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls:// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]. Any other URL scheme is refused; a directory named like one is written ./x:'
+            cand --nats-creds 'NATS credentials file (a JWT and its nkey seed) for a nats:// spool'
             cand --repair 'Set aside foreign entries and duplicate copies in corrupt/, and fix modes'
             cand --json 'Print one JSON object with a findings array'
             cand --trust-spool 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root''s own spools are always trusted'
@@ -239,6 +273,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand resume 'Restart consumption after `qspool pause`, and wake every waiting pop and work at once'
             cand purge 'Delete messages for good: acked (done/), dead-lettered (dead/) or waiting (new/). Prints the ids removed, one per line'
             cand work 'Run CMD once per message, with the payload on its standard input; CMD''s exit code decides'
+            cand relay 'Forward the local spool to a JetStream queue: the spool as a durable outbox'
             cand show 'Print one message''s payload, whatever its state, without leasing it or changing anything'
             cand fsck 'Check a spool against its format, and with --repair, set aside what does not belong'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -272,6 +307,8 @@ set edit:completion:arg-completer[qspool] = {|@words|
         &'qspool;help;purge'= {
         }
         &'qspool;help;work'= {
+        }
+        &'qspool;help;relay'= {
         }
         &'qspool;help;show'= {
         }

@@ -27,10 +27,21 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(name = "qspool", version, after_help = EXIT_STATUS, max_term_width = 100)]
 pub struct Cli {
-    /// The spool directory [default: $QSPOOL_DIR, else
-    /// ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default]
-    #[arg(short, long, global = true, value_name = "DIR")]
+    /// The spool directory, or a JetStream queue as nats://[USER:PASS@]HOST[:PORT]/NAME (tls://
+    /// for TLS) [default: $QSPOOL_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default].
+    /// Any other URL scheme is refused; a directory named like one is written ./x:
+    #[arg(short, long, global = true, value_name = "DIR|URL")]
     pub spool: Option<PathBuf>,
+
+    /// NATS credentials file (a JWT and its nkey seed) for a nats:// spool
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "NATS_CREDS",
+        hide_env_values = true
+    )]
+    pub nats_creds: Option<PathBuf>,
 
     /// Use the spool even if another user owns it or others may write to it (refused otherwise:
     /// they could change it under you). Root's own spools are always trusted
@@ -65,6 +76,7 @@ pub enum Command {
     Resume(ResumeArgs),
     Purge(PurgeArgs),
     Work(WorkArgs),
+    Relay(RelayArgs),
     Show(ShowArgs),
     Fsck(FsckArgs),
 }
@@ -110,6 +122,11 @@ pub struct InitArgs {
     /// How long an acked message keeps its `push --key` from being pushed again [default: 5m]
     #[arg(long, value_name = "DUR", value_parser = duration::any)]
     pub dedup_window: Option<u64>,
+
+    /// JetStream queues only: how many servers keep a copy of each stream (1, 3 or 5 in a
+    /// cluster) [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub replicas: Option<u64>,
 }
 
 /// `init --rate`'s value: a limit, or none.
@@ -510,6 +527,46 @@ pub struct PurgeArgs {
     /// Confirm deleting ready or dead messages without naming them
     #[arg(long)]
     pub yes: bool,
+}
+
+/// Forward the local spool to a JetStream queue: the spool as a durable outbox.
+///
+/// relay leases local messages, publishes each to the queue with Nats-Msg-Id set to its id
+/// (and its attempt count and enqueue time as headers), waits for the server's PubAck, and only
+/// then acks it locally. A relay killed between the two publishes again later, and the
+/// queue's duplicate window (init --dedup-window, 5m) drops the copy. Up to K publishes are in
+/// flight at once.
+///
+/// While the server cannot be reached the messages stay local: relay gives their leases back
+/// uncounted, says so once per outage, and retries with backoff; it never dead-letters for the
+/// network. Without --wait it relays what is visible and exits, 1 if the server could not be
+/// reached (the messages stay for the next run). On SIGTERM or SIGINT it finishes the publishes
+/// in flight, acks what the server took, gives the rest back, and exits 0. A summary goes to
+/// standard error unless --quiet.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  qspool relay --to nats://queue.example:4222/jobs
+  qspool -s /var/spool/outbox relay --to nats://10.0.0.5/jobs --wait -j 512
+  qspool relay --to tls://relay:secret@nats.example/jobs --wait=10m --quiet")]
+pub struct RelayArgs {
+    /// The JetStream queue to forward to: nats://[USER:PASS@]HOST[:PORT]/NAME or tls://…
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+
+    /// Keep relaying until signalled, or until idle for DUR. The value needs the `=`, as in
+    /// --wait=10m
+    #[arg(long, value_name = "DUR", num_args = 0..=1, require_equals = true,
+          value_parser = duration::any)]
+    pub wait: Option<Option<u64>>,
+
+    /// Publishes in flight at once
+    #[arg(short = 'j', long, value_name = "K", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub concurrency: u32,
+
+    /// Print nothing but errors and outages
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// Run CMD once per message, with the payload on its standard input; CMD's exit code decides.

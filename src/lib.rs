@@ -1,10 +1,13 @@
 //! qspool: a durable, crash-safe work queue in a directory. `run` is the whole program.
 
+pub mod address;
 pub mod cli;
 mod cmd;
 pub mod duration;
 mod encode;
 pub mod exit;
+#[cfg(feature = "jetstream")]
+mod jetstream;
 mod os;
 mod output;
 pub mod spool;
@@ -31,10 +34,21 @@ fn dispatch(cli: Cli) -> Result<Code> {
     // Before anything is created: every mode qspool sets is then exact at creation.
     os::restrict_umask();
     spool::trust_foreign_spools(cli.trust_spool);
-    let root = match cli.spool {
+    let given = match cli.spool {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => default_spool()?,
     };
+    let root = match address::parse(given.as_os_str())? {
+        address::Address::Dir(root) => root,
+        address::Address::Nats(url) => return on_jetstream(&url, cli.nats_creds, &cli.command),
+    };
+    if let Command::Init(a) = &cli.command
+        && a.replicas.is_some()
+    {
+        return Err(exit::usage(
+            "init --replicas: only a JetStream queue (--spool nats://…) has replicas",
+        ));
+    }
     match cli.command {
         Command::Init(a) => cmd::init::run(&root, &a),
         Command::Push(a) => cmd::push::run(&root, &a),
@@ -51,9 +65,38 @@ fn dispatch(cli: Cli) -> Result<Code> {
         Command::Resume(a) => cmd::resume::run(&root, &a),
         Command::Purge(a) => cmd::purge::run(&root, &a),
         Command::Work(a) => cmd::work::run(&root, &a),
+        Command::Relay(a) => relay(&root, &a, cli.nats_creds),
         Command::Show(a) => cmd::show::run(&root, &a),
         Command::Fsck(a) => cmd::fsck::run(&root, &a),
     }
+}
+
+#[cfg(feature = "jetstream")]
+fn on_jetstream(url: &address::NatsUrl, creds: Option<PathBuf>, command: &Command) -> Result<Code> {
+    jetstream::run(url, &jetstream::Connect { creds }, command)
+}
+
+#[cfg(feature = "jetstream")]
+fn relay(root: &std::path::Path, a: &cli::RelayArgs, creds: Option<PathBuf>) -> Result<Code> {
+    jetstream::relay::run(root, a, &jetstream::Connect { creds })
+}
+
+#[cfg(not(feature = "jetstream"))]
+fn relay(_root: &std::path::Path, _a: &cli::RelayArgs, _creds: Option<PathBuf>) -> Result<Code> {
+    Err(exit::usage(
+        "relay: this qspool was built without JetStream (cargo feature `jetstream`)",
+    ))
+}
+
+#[cfg(not(feature = "jetstream"))]
+fn on_jetstream(
+    url: &address::NatsUrl,
+    _creds: Option<PathBuf>,
+    _command: &Command,
+) -> Result<Code> {
+    Err(exit::usage(format!(
+        "{url}: this qspool was built without JetStream (cargo feature `jetstream`)"
+    )))
 }
 
 /// `$QSPOOL_DIR`, else `${XDG_STATE_HOME:-$HOME/.local/state}/qspool/default`. Empty values

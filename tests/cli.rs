@@ -4,6 +4,8 @@
 mod checker;
 #[path = "cli/harness.rs"]
 mod harness;
+#[path = "cli/nats_server.rs"]
+mod nats_server;
 
 #[path = "cli/ack.rs"]
 mod ack;
@@ -25,6 +27,8 @@ mod groups;
 mod hostile;
 #[path = "cli/init.rs"]
 mod init;
+#[path = "cli/jetstream.rs"]
+mod jetstream;
 #[path = "cli/keys.rs"]
 mod keys;
 #[path = "cli/leased_tree.rs"]
@@ -45,6 +49,8 @@ mod rate;
 mod recipes;
 #[path = "cli/regression.rs"]
 mod regression;
+#[path = "cli/relay.rs"]
+mod relay;
 #[path = "cli/replay.rs"]
 mod replay;
 #[path = "cli/requeue.rs"]

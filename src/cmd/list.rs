@@ -4,7 +4,7 @@ use crate::cli::ListArgs;
 use crate::duration::format_ms;
 use crate::encode::{rfc3339_ms, rfc3339_us};
 use crate::exit::Code;
-use crate::spool::name::KeyHash;
+use crate::spool::name::{Id, KeyHash};
 use crate::spool::scan::{Seen, State};
 use crate::spool::{Spool, now_ms, uses};
 use anyhow::{Context, Result};
@@ -37,8 +37,33 @@ struct Line<'a> {
     key: Option<Option<String>>,
 }
 
-pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
-    let wanted: Vec<State> = if !args.states.is_empty() {
+/// What a line says of one message, whichever backend holds it.
+pub(crate) struct View<'a> {
+    pub state: State,
+    pub id: &'a Id,
+    pub attempts: u32,
+    /// The time the state is about: visible-at, lease expiry, or finish time (ms).
+    pub at_ms: u64,
+    pub size: u64,
+    pub enqueued_us: u64,
+}
+
+impl Seen {
+    fn view(&self) -> View<'_> {
+        View {
+            state: self.state,
+            id: self.id(),
+            attempts: self.attempts(),
+            at_ms: self.named_ms(),
+            size: self.size,
+            enqueued_us: self.id().enqueued_us(),
+        }
+    }
+}
+
+/// The states `list` shows: those asked for, else all but done (all with --all).
+pub(crate) fn wanted_states(args: &ListArgs) -> Vec<State> {
+    if !args.states.is_empty() {
         args.states.clone()
     } else if args.all {
         State::ALL.to_vec()
@@ -47,7 +72,11 @@ pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
             .into_iter()
             .filter(|s| *s != State::Done)
             .collect()
-    };
+    }
+}
+
+pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
+    let wanted = wanted_states(args);
     let spool = Spool::open(root, uses::ALL)?;
     let now = now_ms();
     let limit = args.limit.unwrap_or(usize::MAX);
@@ -70,15 +99,25 @@ pub fn run(root: &Path, args: &ListArgs) -> Result<Code> {
     let mut keys = KeyTexts::new(&spool);
     for m in &seen {
         let key = keys.of(m.name.key());
-        let text = if args.json {
-            serde_json::to_string(&json_line(m, key))?
-        } else {
-            human_line(m, now, key)
-        };
-        writeln!(out, "{text}").context("write to standard output")?;
+        writeln!(out, "{}", line(&m.view(), now, key, args.json)?)
+            .context("write to standard output")?;
     }
     out.flush().context("write to standard output")?;
     Ok(Code::Ok)
+}
+
+/// One line of `list`, for people or (`json`) for scripts.
+pub(crate) fn line(
+    v: &View<'_>,
+    now: u64,
+    key: Option<Option<String>>,
+    json: bool,
+) -> Result<String> {
+    Ok(if json {
+        serde_json::to_string(&json_line(v, key))?
+    } else {
+        human_line(v, now, key)
+    })
 }
 
 /// The keys of the messages listed, each read from its record once.
@@ -112,8 +151,8 @@ impl<'s> KeyTexts<'s> {
     }
 }
 
-fn json_line(m: &Seen, key: Option<Option<String>>) -> Line<'_> {
-    let at = Some(rfc3339_ms(m.named_ms()));
+fn json_line<'v>(m: &View<'v>, key: Option<Option<String>>) -> Line<'v> {
+    let at = Some(rfc3339_ms(m.at_ms));
     let (mut visible_at, mut lease_expires_at, mut finished_at) = (None, None, None);
     let mut state_since = None;
     match m.state {
@@ -129,10 +168,10 @@ fn json_line(m: &Seen, key: Option<Option<String>>) -> Line<'_> {
         }
     }
     Line {
-        id: m.id().as_str(),
+        id: m.id.as_str(),
         state: m.state.name(),
-        attempt: m.attempts(),
-        enqueued_at: rfc3339_us(m.id().enqueued_us()),
+        attempt: m.attempts,
+        enqueued_at: rfc3339_us(m.enqueued_us),
         visible_at,
         lease_expires_at,
         finished_at,
@@ -165,26 +204,26 @@ impl Ord for ById {
     }
 }
 
-fn human_line(m: &Seen, now: u64, key: Option<Option<String>>) -> String {
-    let age = format_ms(round(now.saturating_sub(m.id().enqueued_us() / 1000)));
+fn human_line(m: &View<'_>, now: u64, key: Option<Option<String>>) -> String {
+    let age = format_ms(round(now.saturating_sub(m.enqueued_us / 1000)));
     let when = match m.state {
         State::Ready => String::new(),
         State::Delayed => format!(
             "visible in {}",
-            format_ms(round(m.named_ms().saturating_sub(now)))
+            format_ms(round(m.at_ms.saturating_sub(now)))
         ),
         State::Leased => format!(
             "expires in {}",
-            format_ms(round(m.named_ms().saturating_sub(now)))
+            format_ms(round(m.at_ms.saturating_sub(now)))
         ),
         State::Expired => format!(
             "expired {} ago",
-            format_ms(round(now.saturating_sub(m.named_ms())))
+            format_ms(round(now.saturating_sub(m.at_ms)))
         ),
         State::Done | State::Dead => {
             format!(
                 "ended {} ago",
-                format_ms(round(now.saturating_sub(m.named_ms())))
+                format_ms(round(now.saturating_sub(m.at_ms)))
             )
         }
     };
@@ -202,8 +241,8 @@ fn human_line(m: &Seen, now: u64, key: Option<Option<String>>) -> String {
     format!(
         "{:<8} {}  a{:<3} {:>9} {:>10}B  {tail}",
         m.state.name(),
-        m.id(),
-        m.attempts(),
+        m.id,
+        m.attempts,
         age,
         m.size
     )

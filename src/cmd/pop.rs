@@ -138,7 +138,7 @@ fn take(spool: &Spool, lease_ms: u64, count: u64, leases: &mut Vec<Lease>) -> Re
 
 /// Removes a receipt file an earlier pop left. Only a regular file is removed: anything else
 /// given as FILE (`/dev/null`, a FIFO, a symlink) is the user's and is left alone.
-fn remove_receipt_file(f: &Path) -> io::Result<()> {
+pub(crate) fn remove_receipt_file(f: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(f) {
         Ok(m) if m.file_type().is_file() => match std::fs::remove_file(f) {
             Err(e) if !durable::is_missing(&e) => Err(e),
@@ -207,17 +207,38 @@ fn head(
     key: Option<Option<String>>,
     group: Option<Option<String>>,
 ) -> Result<Vec<(&'static str, String)>> {
+    json_head(
+        leased.id.as_str(),
+        &leased.to_string(),
+        u64::from(leased.attempt),
+        enqueued_us,
+        leased.expires_ms,
+        key,
+        group,
+    )
+}
+
+/// `pop --json`'s leading fields, shared by every backend so that they cannot drift apart.
+pub(crate) fn json_head(
+    id: &str,
+    receipt: &str,
+    attempt: u64,
+    enqueued_us: u64,
+    expires_ms: u64,
+    key: Option<Option<String>>,
+    group: Option<Option<String>>,
+) -> Result<Vec<(&'static str, String)>> {
     let mut fields = vec![
-        ("id", serde_json::to_string(leased.id.as_str())?),
-        ("receipt", serde_json::to_string(&leased.to_string())?),
-        ("attempt", serde_json::to_string(&leased.attempt)?),
+        ("id", serde_json::to_string(id)?),
+        ("receipt", serde_json::to_string(receipt)?),
+        ("attempt", serde_json::to_string(&attempt)?),
         (
             "enqueued_at",
             serde_json::to_string(&rfc3339_us(enqueued_us))?,
         ),
         (
             "lease_expires_at",
-            serde_json::to_string(&rfc3339_ms(leased.expires_ms))?,
+            serde_json::to_string(&rfc3339_ms(expires_ms))?,
         ),
     ];
     if let Some(key) = key {
@@ -229,7 +250,7 @@ fn head(
     Ok(fields)
 }
 
-fn write_receipts(path: &Path, text: &[u8]) -> io::Result<()> {
+pub(crate) fn write_receipts(path: &Path, text: &[u8]) -> io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -54,7 +54,32 @@ pub fn run(root: &Path, args: &PushArgs) -> Result<Code> {
     Ok(Code::Ok)
 }
 
-fn add_all(batch: &mut Batch, out: &mut dyn Write, args: &PushArgs) -> Result<()> {
+/// Where a push's messages go: a directory's batch, or a JetStream queue's publisher. The
+/// input is read the same way for both, and `commit` prints the ids of what is stored.
+pub(crate) trait Sink {
+    fn add(&mut self, body: Body<'_>, source: &str, delay_ms: u64) -> Result<()>;
+    /// True when the next add should wait for a commit.
+    fn commit_due(&self) -> bool;
+    fn pending(&self) -> usize;
+    fn commit(&mut self, out: &mut dyn Write) -> Result<()>;
+}
+
+impl Sink for Batch<'_> {
+    fn add(&mut self, body: Body<'_>, source: &str, delay_ms: u64) -> Result<()> {
+        Batch::add(self, body, source, delay_ms)
+    }
+    fn commit_due(&self) -> bool {
+        Batch::commit_due(self)
+    }
+    fn pending(&self) -> usize {
+        Batch::pending(self)
+    }
+    fn commit(&mut self, out: &mut dyn Write) -> Result<()> {
+        Batch::commit(self, out)
+    }
+}
+
+pub(crate) fn add_all(batch: &mut impl Sink, out: &mut dyn Write, args: &PushArgs) -> Result<()> {
     if args.file {
         for path in &args.text {
             let shown = Path::new(path).display().to_string();

@@ -72,6 +72,25 @@ fn head(
     (state, found): &(State, Named),
     key: Option<Option<String>>,
 ) -> Result<Vec<(&'static str, String)>> {
+    show_head(
+        id,
+        *state,
+        found.attempts(),
+        found.named_ms(),
+        id.enqueued_us(),
+        key,
+    )
+}
+
+/// `show --json`'s leading fields, shared by every backend.
+pub(crate) fn show_head(
+    id: &Id,
+    state: State,
+    attempts: u32,
+    at_ms: u64,
+    enqueued_us: u64,
+    key: Option<Option<String>>,
+) -> Result<Vec<(&'static str, String)>> {
     let at_key = match state {
         State::Ready | State::Delayed => "visible_at",
         State::Leased | State::Expired => "lease_expires_at",
@@ -80,15 +99,12 @@ fn head(
     let mut fields = vec![
         ("id", serde_json::to_string(id.as_str())?),
         ("state", serde_json::to_string(state.name())?),
-        ("attempt", serde_json::to_string(&found.attempts())?),
+        ("attempt", serde_json::to_string(&attempts)?),
         (
             "enqueued_at",
-            serde_json::to_string(&rfc3339_us(id.enqueued_us()))?,
+            serde_json::to_string(&rfc3339_us(enqueued_us))?,
         ),
-        (
-            at_key,
-            serde_json::to_string(&rfc3339_ms(found.named_ms()))?,
-        ),
+        (at_key, serde_json::to_string(&rfc3339_ms(at_ms))?),
     ];
     if let Some(key) = key {
         fields.push(("key", serde_json::to_string(&key)?));

@@ -156,10 +156,59 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
         now,
         groups: spool.group_counts()?,
     };
+    let label = if args.prometheus {
+        std::path::absolute(root)
+            .with_context(|| format!("resolve spool path {}", root.display()))?
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        root.display().to_string()
+    };
+    emit(&c, &ctl, &label, args, redraw)
+}
+
+/// What a JetStream queue's server tells `stats` (`jetstream::queue::Counts`).
+pub(crate) struct Remote {
+    pub ready: u64,
+    pub leased: u64,
+    pub dead: u64,
+    pub live_bytes: u64,
+    pub dead_bytes: u64,
+    pub oldest_live_us: Option<u64>,
+    pub oldest_dead_us: Option<u64>,
+}
+
+/// `stats` of a JetStream queue, in the same three forms and with the same names. The server
+/// does not tell ready from delayed or leased from expired, keeps no acked messages, and has no
+/// per-message ages: those are 0 (the live stream's bytes and oldest age count under ready).
+pub(crate) fn render_remote(url: &str, r: &Remote, args: &StatsArgs) -> Result<Code> {
+    let now = now_ms();
+    let mut c = Counts {
+        ready: r.ready,
+        leased: r.leased,
+        dead: r.dead,
+        ..Counts::default()
+    };
+    c.bytes[State::Ready as usize] = r.live_bytes;
+    c.bytes[State::Dead as usize] = r.dead_bytes;
+    c.oldest_us[State::Ready as usize] = r.oldest_live_us;
+    c.oldest_us[State::Dead as usize] = r.oldest_dead_us;
+    c.oldest_ready_us = r.oldest_live_us;
+    let ctl = Control {
+        paused_since: None,
+        rate: None,
+        now,
+        groups: (0, 0),
+    };
+    emit(&c, &ctl, url, args, false)
+}
+
+/// Prints (or writes to `--output`) one look; `shown` names the spool in Prometheus labels and
+/// the `--watch` header.
+fn emit(c: &Counts, ctl: &Control, shown: &str, args: &StatsArgs, redraw: bool) -> Result<Code> {
+    let now = ctl.now;
     let text = if args.prometheus {
-        let spool_dir = std::path::absolute(root)
-            .with_context(|| format!("resolve spool path {}", root.display()))?;
-        let text = prometheus(&c, &ctl, &spool_dir.to_string_lossy(), now_us());
+        let text = prometheus(c, ctl, shown, now_us());
         if let Some(file) = &args.output {
             write_atomically(file, text.as_bytes())
                 .with_context(|| format!("write {}", file.display()))?;
@@ -167,16 +216,16 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
         }
         text
     } else if args.json {
-        serde_json::to_string(&report(&c, &ctl, now_us()))? + "\n"
+        serde_json::to_string(&report(c, ctl, now_us()))? + "\n"
     } else {
         let mut t = String::new();
         if redraw {
             t.push_str("\x1b[H\x1b[2J");
         }
         if args.watch.is_some() {
-            t.push_str(&format!("{}  {}\n\n", root.display(), rfc3339_ms(now)));
+            t.push_str(&format!("{shown}  {}\n\n", rfc3339_ms(now)));
         }
-        t.push_str(&human(&c, &ctl, now_us()));
+        t.push_str(&human(c, ctl, now_us()));
         if args.watch.is_some() && !redraw {
             t.push('\n');
         }

@@ -873,3 +873,68 @@ fn the_signup_burst_is_absorbed_by_the_queue_and_each_valid_address_gets_exactly
     assert_eq!(dead, typos, "{all}");
     assert!(env.new_files().is_empty() && env.names("leased").is_empty());
 }
+
+#[test]
+fn the_relay_unit_carries_the_outbox_and_stops_cleanly() {
+    let unit = fs::read_to_string(examples().join("qspool-relay.service")).unwrap();
+    let settings = service_settings(&unit);
+    assert_eq!(setting(&settings, "KillMode"), "mixed");
+    let spool_in_unit = settings["Environment"]
+        .iter()
+        .flat_map(|v| v.split_whitespace())
+        .find_map(|a| a.strip_prefix("QSPOOL_DIR="))
+        .expect("Environment=QSPOOL_DIR=...");
+    let state_dir = format!("/var/lib/{}/", setting(&settings, "StateDirectory"));
+    assert!(spool_in_unit.starts_with(&state_dir), "{spool_in_unit}");
+    let exec = setting(&settings, "ExecStart");
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    assert!(argv[0].ends_with("/qspool") && argv[1] == "relay", "{exec}");
+    assert!(argv.contains(&"--wait"), "a service keeps waiting: {exec}");
+    let to = argv.iter().position(|a| *a == "--to").expect("--to URL");
+    assert!(argv[to + 1].starts_with("nats://"), "{exec}");
+
+    // The unit's command, run for real against a test server in place of the unit's URL.
+    let Some(js) = crate::nats_server::Js::start("relay_unit", &[]) else {
+        return;
+    };
+    let env = Env::init(&[]);
+    let input: String = (0..500).map(|i| format!("m{i}\n")).collect();
+    env.qspool(&["push", "--lines"])
+        .stdin(input.as_bytes())
+        .expect(0);
+    let mut args: Vec<String> = argv[1..].iter().map(|s| (*s).to_owned()).collect();
+    args[to] = js.url.clone();
+    let journal = env.scratch().join("journal");
+    let mut service = Command::new(qspool_bin())
+        .args(&args)
+        .env("QSPOOL_DIR", env.spool())
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&journal).unwrap())
+        .stderr(fs::File::create(&journal).unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while env.stats()["done"] != 500 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{}",
+            fs::read_to_string(&journal).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // systemd's stop: SIGTERM to the main process (KillMode=mixed).
+    Command::new("kill")
+        .args(["-TERM", &service.id().to_string()])
+        .status()
+        .unwrap();
+    let st = service.wait().unwrap();
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "{}",
+        fs::read_to_string(&journal).unwrap()
+    );
+    let s: Value = serde_json::from_str(&stdout(&js.q(&["stats", "--json"]).expect(0))).unwrap();
+    assert_eq!(s["ready"], 500);
+}
