@@ -120,7 +120,12 @@ fn gate(spool: &Spool, count: u32) -> Result<Gate> {
 
 /// Reclaims expired leases, then leases up to `count` messages into `leases`. When it got
 /// none, returns when something may next become visible: a delayed message or a lease expiry.
-fn take(spool: &Spool, lease_ms: u64, count: u64, leases: &mut Vec<Lease>) -> Result<Option<u64>> {
+pub(crate) fn take(
+    spool: &Spool,
+    lease_ms: u64,
+    count: u64,
+    leases: &mut Vec<Lease>,
+) -> Result<Option<u64>> {
     // Reclaiming is a courtesy to the queue: a lease it cannot move is reported, and this pop
     // still delivers what is ready.
     let next_expiry =

@@ -167,7 +167,10 @@ fn once(spool: &Spool, root: &Path, args: &StatsArgs, redraw: bool) -> Result<Co
     emit(&c, &ctl, &label, args, redraw)
 }
 
-/// What a JetStream queue's server tells `stats` (`jetstream::queue::Counts`).
+/// What a JetStream queue's server tells `stats` (`jetstream::queue::Queue::counts`): ready is
+/// not yet delivered; leased is delivered and not settled (leased, or waiting for redelivery:
+/// JetStream does not tell these apart); bytes and oldest times (µs) of the live and dead
+/// streams.
 pub(crate) struct Remote {
     pub ready: u64,
     pub leased: u64,

@@ -459,7 +459,7 @@ fn extend(rt: &Rt, q: &Queue, a: &ExtendArgs) -> Result<Code> {
 
 fn dlq_replay(rt: &Rt, q: &Queue, a: &DlqReplayArgs) -> Result<Code> {
     let wanted: Vec<Id> = crate::cmd::parse_ids(&a.ids)?;
-    let dead = rt.block_on(q.dead_letters(None))?;
+    let dead = rt.block_on(q.dead_letters())?;
     let limit = a.limit.unwrap_or(usize::MAX);
     let mut tally = Tally::default();
     let mut replayed = 0;
@@ -504,24 +504,10 @@ fn dlq_replay(rt: &Rt, q: &Queue, a: &DlqReplayArgs) -> Result<Code> {
 fn stats(rt: &Rt, q: &Queue, a: &StatsArgs) -> Result<Code> {
     loop {
         let c = rt.block_on(q.counts())?;
-        crate::cmd::stats::render_remote(&q.url.to_string(), &c.into(), a)?;
+        crate::cmd::stats::render_remote(&q.url.to_string(), &c, a)?;
         match a.watch {
             None => return Ok(Code::Ok),
             Some(every) => std::thread::sleep(Duration::from_millis(every)),
-        }
-    }
-}
-
-impl From<queue::Counts> for crate::cmd::stats::Remote {
-    fn from(c: queue::Counts) -> Self {
-        crate::cmd::stats::Remote {
-            ready: c.ready,
-            leased: c.leased,
-            dead: c.dead,
-            live_bytes: c.live_bytes,
-            dead_bytes: c.dead_bytes,
-            oldest_live_us: c.oldest_live_us,
-            oldest_dead_us: c.oldest_dead_us,
         }
     }
 }
@@ -543,7 +529,7 @@ fn entries(rt: &Rt, q: &Queue, states: &[State]) -> Result<Vec<Entry>> {
     let mut all = Vec::new();
     let live_states = [State::Ready, State::Leased, State::Expired];
     if states.iter().any(|s| live_states.contains(s)) {
-        for m in rt.block_on(q.live(None))? {
+        for m in rt.block_on(q.live())? {
             let (state, attempts, at_ms) = match &m.fence {
                 Some(f) if f.expires_ms > now => (State::Leased, f.delivered, f.expires_ms),
                 Some(f) => (State::Expired, f.delivered, f.expires_ms),
@@ -560,7 +546,7 @@ fn entries(rt: &Rt, q: &Queue, states: &[State]) -> Result<Vec<Entry>> {
         }
     }
     if states.contains(&State::Dead) {
-        for d in rt.block_on(q.dead_letters(None))? {
+        for d in rt.block_on(q.dead_letters())? {
             all.push(Entry {
                 state: State::Dead,
                 id: d.id,

@@ -4,12 +4,13 @@
 
 use super::names::{self, Fence, Names, Receipt, Settings};
 use crate::address::NatsUrl;
+use crate::cmd::stats::Remote;
 use crate::exit::{not_found, usage};
 use crate::spool::name::Id;
 use anyhow::{Context as _, Result, anyhow, bail};
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
-use async_nats::jetstream::message::{AckKind, Acker};
+use async_nats::jetstream::message::{AckKind, Acker, StreamMessage};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self as js, kv};
 use bytes::Bytes;
@@ -86,23 +87,6 @@ impl QueueSettings {
             self.replicas
         )
     }
-}
-
-/// What `stats` can learn from the server without consuming anything.
-#[derive(Debug, Default)]
-pub struct Counts {
-    /// Not yet delivered.
-    pub ready: u64,
-    /// Delivered and not settled: leased, or waiting for redelivery after a lease ran out or a
-    /// requeue (JetStream does not tell these apart).
-    pub leased: u64,
-    pub dead: u64,
-    /// Payload and header bytes of the live stream and of the dead letters.
-    pub live_bytes: u64,
-    pub dead_bytes: u64,
-    /// Stream time of the oldest live message and oldest dead letter (µs).
-    pub oldest_live_us: Option<u64>,
-    pub oldest_dead_us: Option<u64>,
 }
 
 /// A dead letter, as `list`, `show` and `dlq-replay` see it.
@@ -811,53 +795,43 @@ impl Queue {
 
     // ---- dead letters and stats ---------------------------------------------------------
 
-    /// Every dead letter, oldest first, up to `limit`.
-    pub async fn dead_letters(&self, limit: Option<usize>) -> Result<Vec<Dead>> {
+    /// Every message of one stream's subject, in stream order, read with direct gets: nothing
+    /// is consumed, and deleted sequences are skipped over by the server.
+    async fn read_all(&self, stream: &str, subject: &str) -> Result<Vec<StreamMessage>> {
         let stream = self
             .js
-            .get_stream_no_info(&self.names.dead_stream)
-            .await
-            .map_err(|e| self.missing_or(&e))?;
-        let mut out = Vec::new();
-        let mut next = 1;
-        while limit.is_none_or(|l| out.len() < l) {
-            let m = match stream
-                .direct_get_next_for_subject(self.names.dead_subject.clone(), Some(next))
-                .await
-            {
-                Ok(m) => m,
-                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
-                Err(e) => bail!("{}: read dead letters: {e}", self.url),
-            };
-            next = m.sequence + 1;
-            out.push(dead_of(m));
-        }
-        Ok(out)
-    }
-
-    /// Every message of the live stream in stream order, up to `limit`, read without
-    /// consuming (direct gets), each with its fence.
-    pub async fn live(&self, limit: Option<usize>) -> Result<Vec<Live>> {
-        let (_, _, bucket) = self.opened()?;
-        let stream = self
-            .js
-            .get_stream_no_info(&self.names.stream)
+            .get_stream_no_info(stream)
             .await
             .map_err(|e| self.missing_or(&e))?;
         let mut found = Vec::new();
         let mut next = 1;
-        while limit.is_none_or(|l| found.len() < l) {
+        loop {
             let m = match stream
-                .direct_get_next_for_subject(self.names.subject.clone(), Some(next))
+                .direct_get_next_for_subject(subject.to_owned(), Some(next))
                 .await
             {
                 Ok(m) => m,
-                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
-                Err(e) => bail!("{}: read the queue: {e}", self.url),
+                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(found),
+                Err(e) => bail!("{}: read {subject}: {e}", self.url),
             };
             next = m.sequence + 1;
             found.push(m);
         }
+    }
+
+    /// Every dead letter, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<Dead>> {
+        let n = &self.names;
+        let found = self.read_all(&n.dead_stream, &n.dead_subject).await?;
+        Ok(found.into_iter().map(dead_of).collect())
+    }
+
+    /// Every message of the live stream in stream order, each with its fence.
+    pub async fn live(&self) -> Result<Vec<Live>> {
+        let (_, _, bucket) = self.opened()?;
+        let found = self
+            .read_all(&self.names.stream, &self.names.subject)
+            .await?;
         let fences = futures_util::future::join_all(found.iter().map(|m| {
             let key = m.sequence.to_string();
             async move {
@@ -911,7 +885,8 @@ impl Queue {
         Ok(())
     }
 
-    pub async fn counts(&self) -> Result<Counts> {
+    /// What `stats` can learn from the server without consuming anything.
+    pub async fn counts(&self) -> Result<Remote> {
         let mut live = self
             .js
             .get_stream(&self.names.stream)
@@ -939,7 +914,7 @@ impl Queue {
             .state
             .clone();
         let oldest = |st: &stream::State| (st.messages > 0).then(|| time_us(&st.first_timestamp));
-        Ok(Counts {
+        Ok(Remote {
             ready: c.num_pending,
             leased: c.num_ack_pending as u64,
             dead: dead_state.messages,
@@ -951,7 +926,7 @@ impl Queue {
     }
 }
 
-fn dead_of(m: async_nats::jetstream::message::StreamMessage) -> Dead {
+fn dead_of(m: StreamMessage) -> Dead {
     let h = Some(&m.headers);
     let t = time_us(&m.time);
     Dead {

@@ -9,7 +9,7 @@ use crate::exit::{Code, usage};
 use crate::os::{self, SIGINT, SIGTERM, Signals};
 use crate::spool::ready::Lease;
 use crate::spool::{Spool, now_ms, uses};
-use crate::wait::{Waiter, earliest};
+use crate::wait::Waiter;
 use anyhow::{Context, Result, anyhow};
 use std::future::IntoFuture;
 use std::io::Read;
@@ -179,22 +179,13 @@ pub fn run(root: &std::path::Path, a: &RelayArgs, how: &Connect) -> Result<Code>
     Ok(code)
 }
 
-/// Leases up to `k` messages, reclaiming expired leases first (as pop does). Returns when
-/// something may next become visible, when nothing was.
+/// Leases up to `k` messages as pop does (expired leases reclaimed first), unless the spool is
+/// paused. Returns when something may next become visible, when nothing was.
 fn take(spool: &Spool, lease_ms: u64, k: usize, leases: &mut Vec<Lease>) -> Result<Option<u64>> {
     if spool.paused()?.is_some() {
         return Ok(None);
     }
-    let next_expiry =
-        match spool.reclaim_expired(now_ms(), &|_| false, &mut |e| crate::output::report(&e)) {
-            Ok(r) => r.next_expiry_ms,
-            Err(e) => {
-                crate::output::report(&e);
-                None
-            }
-        };
-    let next = spool.take_many(now_ms(), lease_ms, k, leases)?;
-    Ok(earliest(next, next_expiry))
+    crate::cmd::pop::take(spool, lease_ms, k as u64, leases)
 }
 
 /// What became of one lease's message in a batch.
