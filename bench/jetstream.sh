@@ -10,6 +10,7 @@
 #   pop --ack, one process per message     local and JetStream
 #   push --lines, one process              local and JetStream (BENCH_MANY messages)
 #   drain with pop --json -n 500 --ack     local and JetStream
+#   work -j 8 -- true on BENCH_WORK        local and JetStream (one CMD per message)
 #   relay of BENCH_MANY local messages     local spool → JetStream queue
 #   a plain client (nats-py, if importable) publishing BENCH_MANY with every PubAck awaited,
 #   then fetching them 500 at a time and acking each: the engine's own cost, without qspool.
@@ -18,6 +19,7 @@
 # Environment:
 #   BENCH_ONE      messages per one-process-per-message row   [300]
 #   BENCH_MANY     messages per batched row and for relay      [20000]
+#   BENCH_WORK     messages for the work rows                  [2000]
 #   BENCH_DIR      scratch directory                           [$TMPDIR or /tmp]
 #   BENCH_QSPOOL   a qspool binary to measure instead of building this tree
 
@@ -26,6 +28,7 @@ export LC_ALL=C
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ONE=${BENCH_ONE:-300}
 MANY=${BENCH_MANY:-20000}
+WORK=${BENCH_WORK:-2000}
 die() { echo "jetstream.sh: $*" >&2; exit 1; }
 command -v nats-server >/dev/null || die "needs nats-server (Debian: apt-get install nats-server)"
 unset QSPOOL_DIR
@@ -95,6 +98,15 @@ fresh_dir; row "push --lines, one process" "local" "$(many_push "$DIR")"
 row "pop --json -n 500 --ack until empty" "local" "$(many_drain "$DIR")"
 fresh_js; row "push --lines, one process" "JetStream" "$(many_push "$URL")"
 row "pop --json -n 500 --ack until empty" "JetStream" "$(many_drain "$URL")"
+many_work() { # many_work SPOOL: work -j 8 runs `true` for WORK messages
+    local s=$1 t0 t1
+    seq "$WORK" | "$Q" -s "$s" push --lines --no-sync >/dev/null
+    t0=$(now); "$Q" -s "$s" work -j 8 --quiet -- true; t1=$(now)
+    [ "$(count_ready "$s")" = 0 ] || die "work: $s not drained"
+    rate "$WORK" "$t0" "$t1"
+}
+fresh_dir; row "work -j 8 -- true" "local" "$(many_work "$DIR")"
+fresh_js; row "work -j 8 -- true" "JetStream" "$(many_work "$URL")"
 
 fresh_dir; seq "$MANY" | "$Q" -s "$DIR" push --lines --no-sync >/dev/null; fresh_js
 t0=$(now); "$Q" -s "$DIR" relay --to "$URL" --quiet; t1=$(now)

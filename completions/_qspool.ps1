@@ -222,7 +222,7 @@ Register-ArgumentCompleter -Native -CommandName 'qspool' -ScriptBlock {
             break
         }
         'qspool;work' {
-            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'Lease length; extended while CMD runs [default: the spool''s, 30s unless set by init]')
+            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'Lease length; extended while CMD runs [default: the spool''s, 30s unless set by init] (directories only)')
             [CompletionResult]::new('--backoff', '--backoff', [CompletionResultType]::ParameterName, 'Delay before the first retry of a failed message; it doubles with each attempt')
             [CompletionResult]::new('--backoff-max', '--backoff-max', [CompletionResultType]::ParameterName, 'Longest delay between retries')
             [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long CMDs may run on after SIGTERM before they are killed')

@@ -204,7 +204,7 @@ set edit:completion:arg-completer[qspool] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'qspool;work'= {
-            cand --lease 'Lease length; extended while CMD runs [default: the spool''s, 30s unless set by init]'
+            cand --lease 'Lease length; extended while CMD runs [default: the spool''s, 30s unless set by init] (directories only)'
             cand --backoff 'Delay before the first retry of a failed message; it doubles with each attempt'
             cand --backoff-max 'Longest delay between retries'
             cand --grace 'How long CMDs may run on after SIGTERM before they are killed'

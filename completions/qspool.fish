@@ -146,7 +146,7 @@ complete -c qspool -n "__fish_qspool_using_subcommand purge" -l ready -d 'Purge 
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l yes -d 'Confirm deleting ready or dead messages without naming them'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -l trust-spool -d 'Use the spool even if another user owns it or others may write to it (refused otherwise: they could change it under you). Root\'s own spools are always trusted'
 complete -c qspool -n "__fish_qspool_using_subcommand purge" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c qspool -n "__fish_qspool_using_subcommand work" -l lease -d 'Lease length; extended while CMD runs [default: the spool\'s, 30s unless set by init]' -r
+complete -c qspool -n "__fish_qspool_using_subcommand work" -l lease -d 'Lease length; extended while CMD runs [default: the spool\'s, 30s unless set by init] (directories only)' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l backoff -d 'Delay before the first retry of a failed message; it doubles with each attempt' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l backoff-max -d 'Longest delay between retries' -r
 complete -c qspool -n "__fish_qspool_using_subcommand work" -l grace -d 'How long CMDs may run on after SIGTERM before they are killed' -r

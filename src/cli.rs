@@ -593,6 +593,11 @@ pub struct RelayArgs {
 /// at the end. Exits 0 when every CMD exited 0, 5 when any failed, was stopped or lost its
 /// lease, and 1 when qspool itself failed (the spool, a signal it could not read, a CMD that
 /// could not be started), whatever the CMDs did.
+///
+/// On a JetStream queue (--spool nats://…) work behaves the same: CMD reads the payload from a
+/// sealed in-memory file, heartbeats tell the server the message is in progress, and with
+/// --wait work keeps a pull request open and rides out a server restart. The lease is the
+/// queue's (init --lease), so --lease is refused there.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   qspool work -- ./resize-image --width 640
@@ -600,6 +605,7 @@ pub struct RelayArgs {
   qspool work -n 1 --quiet -- sh -c 'curl -fsS -d @- https://example.org/hook'")]
 pub struct WorkArgs {
     /// Lease length; extended while CMD runs [default: the spool's, 30s unless set by init]
+    /// (directories only)
     #[arg(long, value_name = "DUR", value_parser = duration::lease)]
     pub lease: Option<u64>,
 

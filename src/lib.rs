@@ -40,7 +40,9 @@ fn dispatch(cli: Cli) -> Result<Code> {
     };
     let root = match address::parse(given.as_os_str())? {
         address::Address::Dir(root) => root,
-        address::Address::Nats(url) => return on_jetstream(&url, cli.nats_creds, &cli.command),
+        address::Address::Nats(url) => {
+            return on_jetstream(&url, cli.nats_creds, &cli.command, given.as_os_str());
+        }
     };
     if let Command::Init(a) = &cli.command
         && a.replicas.is_some()
@@ -72,8 +74,13 @@ fn dispatch(cli: Cli) -> Result<Code> {
 }
 
 #[cfg(feature = "jetstream")]
-fn on_jetstream(url: &address::NatsUrl, creds: Option<PathBuf>, command: &Command) -> Result<Code> {
-    jetstream::run(url, &jetstream::Connect { creds }, command)
+fn on_jetstream(
+    url: &address::NatsUrl,
+    creds: Option<PathBuf>,
+    command: &Command,
+    given: &std::ffi::OsStr,
+) -> Result<Code> {
+    jetstream::run(url, &jetstream::Connect { creds }, command, given)
 }
 
 #[cfg(feature = "jetstream")]
@@ -93,6 +100,7 @@ fn on_jetstream(
     url: &address::NatsUrl,
     _creds: Option<PathBuf>,
     _command: &Command,
+    _given: &std::ffi::OsStr,
 ) -> Result<Code> {
     Err(exit::usage(format!(
         "{url}: this qspool was built without JetStream (cargo feature `jetstream`)"

@@ -1,5 +1,5 @@
 //! The Linux calls std does not wrap, outside the spool's own `*at()` calls: signalfd, inotify,
-//! poll, process-group signals, the watchdog of `work`'s CMDs, the umask, the effective user, the host name, the CPU count and
+//! poll, process-group signals, the watchdog of `work`'s CMDs, sealed in-memory files, the umask, the effective user, the host name, the CPU count and
 //! the kernel release.
 //!
 //! With `spool::at` (the spool's directory-relative calls), this is one of the two modules
@@ -595,6 +595,43 @@ pub fn set_blocking(file: &File) -> io::Result<()> {
     let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
     // SAFETY: F_SETFL takes an integer argument; `fd` is open, as above.
     check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) }).map(|_| ())
+}
+
+/// `fd`, for the NATS client's runtime to wait on: a copy of the descriptor, owned by what
+/// is returned, so that it stays open for as long as the runtime watches it.
+#[cfg(feature = "jetstream")]
+#[allow(unsafe_code)]
+pub fn watched(fd: BorrowedFd<'_>) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    let owned = fd.try_clone_to_owned()?;
+    // SAFETY: the AsyncFd owns `owned`, so the descriptor it registers stays open and names the
+    // same open file for the AsyncFd's whole life, which is all `register` asks.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
+    }
+    .map_err(io::Error::from)
+}
+
+/// A sealed in-memory file holding `bytes`, positioned at its start: what a CMD of `work` on
+/// a queue with no files reads as its standard input, seekable and of known size like a
+/// message file. The seals keep CMD from changing what a retry would read.
+#[cfg(feature = "jetstream")]
+#[allow(unsafe_code)]
+pub fn sealed_file(bytes: &[u8]) -> io::Result<File> {
+    use std::io::{Seek, Write};
+    let name = c"qspool-message";
+    // SAFETY: `name` is a NUL-terminated string that outlives the call; the flags are plain
+    // integers.
+    let fd = check(unsafe {
+        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+    })?;
+    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(bytes)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: F_ADD_SEALS takes an integer argument; `file` owns the open descriptor.
+    check(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    file.rewind()?;
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ mod hostile;
 mod init;
 #[path = "cli/jetstream.rs"]
 mod jetstream;
+#[path = "cli/jetstream_work.rs"]
+mod jetstream_work;
 #[path = "cli/keys.rs"]
 mod keys;
 #[path = "cli/leased_tree.rs"]

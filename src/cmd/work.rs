@@ -5,21 +5,23 @@
 //! through inotify, and heartbeats and kill deadlines are poll time-outs. Nothing here sleeps
 //! while a child needs attention.
 
+pub mod backend;
+
 use crate::cli::WorkArgs;
 use crate::exit::Code;
 use crate::os::{self, Signals};
 use crate::output::{report, say};
-use crate::spool::name::Leased;
 use crate::spool::rate;
-use crate::spool::ready::{Lease, Take};
 use crate::spool::transition::{NotDurable, Released};
-use crate::spool::{Spool, durable, lease, now_ms, uses};
+use crate::spool::{Spool, lease, now_ms, uses};
 use crate::wait::{Waiter, earliest};
 use anyhow::{Context, Result, anyhow};
+use backend::{Backend, Hold, Taken};
 use std::ffi::OsString;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::fs::File;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,24 +30,45 @@ use std::time::{Duration, Instant};
 pub const PERMANENT_FAILURE: i32 = 100;
 
 pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
+    let ready = prepare(args)?;
+    let spool = Spool::create(root, uses::MESSAGES)?;
+    let env = std::path::absolute(root)
+        .with_context(|| format!("resolve spool path {}", root.display()))?
+        .into_os_string();
+    let waiter = args.wait.map(|_| Waiter::new(&spool, None));
+    let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
+    let dir = backend::Dir { spool, env, waiter };
+    Ok(drive(dir, args, ready, lease_ms))
+}
+
+/// What `work` sets up before it touches any queue.
+pub struct Ready {
+    signals: Signals,
+    watchdog: os::Watchdog,
+}
+
+/// Checks CMD, blocks the signals and starts the watchdog: before a queue is opened, since a
+/// backend may start threads.
+pub fn prepare(args: &WorkArgs) -> Result<Ready> {
     if args.command.is_empty() {
         // clap requires CMD; this keeps a lease from ever being taken without one.
         return Err(crate::exit::usage("no CMD to run"));
     }
     // Blocked before anything else, so that a signal that comes early is held for the loop
-    // rather than killing qspool between a lease and its CMD.
+    // rather than killing qspool between a lease and its CMD. Threads started later inherit
+    // the mask, so the signals reach only the loop's signalfd.
     let signals = Signals::block(&[os::SIGTERM, os::SIGINT, os::SIGHUP, os::SIGCHLD])
         .context("block signals")?;
-    let spool = Spool::create(root, uses::MESSAGES)?;
-    // Before any CMD, while qspool is one thread: the watchdog is forked, not exec'd.
+    // While qspool is one thread: the watchdog is forked, not exec'd.
     let watchdog = os::Watchdog::start().context("start the watchdog of the CMDs")?;
-    let spool_dir = std::path::absolute(root)
-        .with_context(|| format!("resolve spool path {}", root.display()))?;
-    let waiter = args.wait.map(|_| Waiter::new(&spool, None));
-    let lease_ms = args.lease.unwrap_or(spool.config.lease_ms);
+    Ok(Ready { signals, watchdog })
+}
+
+/// Runs CMDs for the messages of `q` until the work is over; the exit code says how it went.
+pub fn drive<B: Backend>(q: B, args: &WorkArgs, ready: Ready, lease_ms: u64) -> Code {
+    let Ready { signals, watchdog } = ready;
     let mut work = Work {
-        spool,
-        spool_dir,
+        q,
         args,
         lease_ms,
         watchdog,
@@ -63,22 +86,23 @@ pub fn run(root: &Path, args: &WorkArgs) -> Result<Code> {
         pause_said: None,
         found_last: true,
     };
-    work.run(&signals, waiter.as_ref());
+    work.run(&signals);
+    work.q.finish();
     work.outcomes.summarize(args.quiet, work.leased);
-    Ok(if work.broken {
+    if work.broken {
         Code::Error
     } else if work.outcomes.all_ok() {
         Code::Ok
     } else {
         Code::Failed
-    })
+    }
 }
 
 /// A CMD running for one leased message.
-struct Job {
+struct Job<L> {
     child: Child,
     /// The current lease: each heartbeat replaces it.
-    lease: Leased,
+    lease: L,
     started: Instant,
     next_beat_ms: u64,
     /// When SIGKILL goes to its process group, once it has been asked to stop.
@@ -90,7 +114,7 @@ struct Job {
     killed: bool,
 }
 
-impl Job {
+impl<L: Hold> Job<L> {
     /// Signals CMD's process group, and CMD itself if it left the group (once, not twice: a
     /// second SIGTERM can cut a cleanup short). Its pid is not reaped until `reap` has seen it
     /// exit and killed what it left behind, so neither id can have been reused meanwhile.
@@ -108,7 +132,7 @@ impl Job {
             report(&anyhow!(e).context(format!(
                 "send {} to the CMD of {} (process group {pid})",
                 signal_name(signal),
-                self.lease.id
+                self.lease.id()
             )));
         }
     }
@@ -116,7 +140,8 @@ impl Job {
     fn line(&self, what: &str) {
         say(&format!(
             "{} attempt {}: {what}",
-            self.lease.id, self.lease.attempt
+            self.lease.id(),
+            self.lease.attempt()
         ));
     }
 }
@@ -191,14 +216,13 @@ struct Look {
     hold_ms: Option<u64>,
 }
 
-struct Work<'a> {
-    spool: Spool,
-    spool_dir: PathBuf,
+struct Work<'a, B: Backend> {
+    q: B,
     args: &'a WorkArgs,
     lease_ms: u64,
     /// Kills the running CMDs' process groups if this process dies (`os::Watchdog`).
     watchdog: os::Watchdog,
-    jobs: Vec<Job>,
+    jobs: Vec<Job<B::Lease>>,
     /// Leases taken so far, against `-n` (a lease given back does not count).
     started: u64,
     /// Every lease taken, for the summary.
@@ -218,8 +242,9 @@ struct Work<'a> {
     found_last: bool,
 }
 
-impl Work<'_> {
-    fn run(&mut self, signals: &Signals, waiter: Option<&Waiter>) {
+impl<B: Backend> Work<'_, B> {
+    fn run(&mut self, signals: &Signals) {
+        let waiting = self.args.wait.is_some();
         let idle_limit = self.args.wait.flatten().map(Duration::from_millis);
         let mut idle_since: Option<Instant> = None;
         let mut due_ms = None;
@@ -248,7 +273,7 @@ impl Work<'_> {
             // their start, which is not idleness.
             let busy_hold = hold_ms.is_some() && self.found_last;
             if self.jobs.is_empty() && !busy_hold {
-                if !self.may_take() || (empty && waiter.is_none()) {
+                if !self.may_take() || (empty && !waiting) {
                     return;
                 }
                 let since = *idle_since.get_or_insert_with(Instant::now);
@@ -263,13 +288,9 @@ impl Work<'_> {
                 idle_since = None;
             }
 
-            let bell = match waiter {
-                Some(w) if self.may_take() => Some(w),
-                _ => None,
-            };
-            if let Some(w) = bell {
-                sleep = earliest(sleep, w.timeout(now_ms(), due_ms));
-            }
+            // Not while a rate limit holds the next start: a message leased now would wait for
+            // its start without a heartbeat.
+            let bell = waiting && self.may_take() && hold_ms.is_none();
             sleep = earliest(sleep, self.next_deadline());
             if let Some(at) = hold_ms {
                 sleep = earliest(
@@ -281,13 +302,8 @@ impl Work<'_> {
                 // `fill` read the SIGCHLD of a CMD that exited meanwhile: reap it now.
                 sleep = Some(Duration::ZERO);
             }
-            let mut fds: Vec<BorrowedFd<'_>> = vec![signals.as_fd()];
-            fds.extend(bell.and_then(Waiter::fd));
-            if let Err(e) = os::poll(&fds, sleep) {
+            if let Err(e) = self.q.wait(signals.as_fd(), bell, due_ms, sleep) {
                 self.give_up(anyhow!(e).context("wait for CMDs and messages"));
-            }
-            if let Some(w) = bell {
-                w.drain();
             }
             self.read_signals(signals);
             self.reap();
@@ -336,7 +352,7 @@ impl Work<'_> {
     fn fill(&mut self, signals: &Signals) -> Result<Look> {
         // A paused spool: nothing is taken, not even an expired lease back. Without --wait
         // this is the end of the work; with it, the resume's doorbell wakes the loop.
-        if let Some(since) = self.spool.paused()? {
+        if let Some(since) = self.q.paused()? {
             if self.pause_said != Some(since) {
                 self.pause_said = Some(since);
                 let then = if self.args.wait.is_some() {
@@ -346,7 +362,7 @@ impl Work<'_> {
                 };
                 report(&anyhow!(
                     "{}: paused since {}; {then}",
-                    self.spool.root().display(),
+                    self.q.describe(),
                     crate::encode::rfc3339_ms(since)
                 ));
             }
@@ -358,23 +374,12 @@ impl Work<'_> {
             });
         }
         self.pause_said = None;
-        // As in pop: reclaiming is a courtesy, and a lease that cannot be moved is reported
-        // without holding up this worker.
         // Never its own running leases: with a lease shorter than the time between two
         // heartbeats' checks, this worker would otherwise take its own message back and run
         // it twice at once.
-        let held: Vec<Leased> = self.jobs.iter().map(|j| j.lease.clone()).collect();
-        let ours = |r: &Leased| held.iter().any(|h| h.id == r.id);
-        let next_expiry = match self
-            .spool
-            .reclaim_expired(now_ms(), &ours, &mut |e| report(&e))
-        {
-            Ok(r) => r.next_expiry_ms,
-            Err(e) => {
-                report(&e);
-                None
-            }
-        };
+        let jobs = &self.jobs;
+        let ours = |id: &crate::spool::name::Id| jobs.iter().any(|j| j.lease.id() == id);
+        let next_expiry = self.q.reclaim(&ours);
         let mut took = false;
         loop {
             self.read_signals(signals);
@@ -395,19 +400,12 @@ impl Work<'_> {
                     hold_ms: Some(hold),
                 });
             }
-            let taken = self.spool.take(now_ms(), self.lease_ms);
+            let taken = self.q.take(self.lease_ms, self.room());
             if taken.is_err() {
                 let _ = self.give_back_start();
             }
             match taken? {
-                Take::Leased(l) => {
-                    took = true;
-                    self.found_last = true;
-                    self.started += 1;
-                    self.leased += 1;
-                    self.start(l)?;
-                }
-                Take::Nothing { next_ms } => {
+                Taken::Nothing { next_ms } => {
                     self.found_last = false;
                     self.give_back_start()?;
                     return Ok(Look {
@@ -417,8 +415,28 @@ impl Work<'_> {
                         hold_ms: None,
                     });
                 }
+                got => {
+                    took = true;
+                    self.found_last = true;
+                    self.started += 1;
+                    self.leased += 1;
+                    self.start(got)?;
+                }
             }
         }
+    }
+
+    /// How many more CMDs may start now: the slots free, within what `-n` still allows. One
+    /// under a local `--rate`, which decides each start on its own.
+    fn room(&self) -> usize {
+        if self.local_rate.is_some() {
+            return 1;
+        }
+        let slots = (self.args.concurrency as usize).saturating_sub(self.jobs.len());
+        let left = self.args.count.unwrap_or(u64::MAX) - self.started;
+        slots
+            .min(usize::try_from(left).unwrap_or(usize::MAX))
+            .max(1)
     }
 
     /// Takes one start from this worker's `--rate` and from the spool-wide limit. `Some`: the
@@ -431,7 +449,7 @@ impl Work<'_> {
                 return Ok(Some(grant.next_ms.unwrap_or(now + 1)));
             }
         }
-        let grant = match self.spool.take_starts(1) {
+        let grant = match self.q.take_start() {
             Ok(g) => g,
             Err(e) => {
                 if let Some(local) = &mut self.local_rate {
@@ -455,40 +473,35 @@ impl Work<'_> {
         if let Some(local) = &mut self.local_rate {
             local.give_back(now, 1);
         }
-        self.spool.give_back_starts(1)
+        self.q.give_back_start()
     }
 
     /// Starts CMD for a message just leased, its payload file as standard input.
-    fn start(&mut self, l: Lease) -> Result<()> {
-        let leased = l.leased;
-        let path = self.spool.leased_path(&leased);
-        let opened = self
-            .spool
-            .open_leased(&leased)
-            .and_then(|(f, _)| os::set_blocking(&f).map(|()| f));
-        let file = match opened {
-            Ok(f) => f,
-            Err(e) if durable::is_missing(&e) => {
-                // Only a lease shorter than the time this took can be gone already.
+    fn start(&mut self, taken: Taken<B::Lease>) -> Result<()> {
+        let (leased, file): (B::Lease, File) = match taken {
+            Taken::Leased(l, f) => (l, f),
+            Taken::Nothing { .. } => return Ok(()),
+            Taken::Gone(leased) => {
                 say(&format!(
-                    "{} attempt {}: lease expired before CMD could start; use a longer --lease",
-                    leased.id, leased.attempt
+                    "{} attempt {}: lease expired before CMD could start; the lease is too short",
+                    leased.id(),
+                    leased.attempt()
                 ));
                 self.outcomes.lost += 1;
                 return Ok(());
             }
-            Err(e) => {
+            Taken::Unreadable(leased, e) => {
                 // This message's own trouble (say, a payload qspool may not read): it fails
                 // this attempt like a failing CMD would, and the next message goes on.
-                report(&anyhow!(e).context(format!("open {}", path.display())));
+                report(&e);
                 let delay = self.backoff(&leased);
-                match self.spool.release(&leased, delay) {
+                match self.q.release(&leased, delay) {
                     Ok(Some(to)) => {
                         say(&format!(
                             "{} attempt {}: not run; {}",
-                            leased.id,
-                            leased.attempt,
-                            released(&to, leased.attempt, delay)
+                            leased.id(),
+                            leased.attempt(),
+                            released(&to, leased.attempt(), delay)
                         ));
                         self.outcomes.count(&to);
                     }
@@ -506,15 +519,19 @@ impl Work<'_> {
         let mut cmd = std::process::Command::new(program);
         cmd.args(cmd_args)
             .stdin(Stdio::from(file))
-            .env("QSPOOL_ID", leased.id.as_str())
-            .env("QSPOOL_ATTEMPT", leased.attempt.to_string())
-            .env("QSPOOL_SPOOL", &self.spool_dir);
+            .env("QSPOOL_ID", leased.id().as_str())
+            .env("QSPOOL_ATTEMPT", leased.attempt().to_string())
+            .env("QSPOOL_SPOOL", self.q.env());
         os::start_detached(&mut cmd, self.watchdog.fd());
         match cmd.spawn() {
             Ok(child) => {
+                // A third into the lease, counted from when it was taken: a lease that waited
+                // for its start (leased in a batch) is not left to run out.
+                let beat = lease::heartbeat(self.lease_ms);
+                let due = leased.expires_ms().saturating_sub(self.lease_ms) + beat;
                 self.jobs.push(Job {
                     child,
-                    next_beat_ms: now_ms() + lease::heartbeat(self.lease_ms),
+                    next_beat_ms: due.min(now_ms() + beat),
                     lease: leased,
                     started: Instant::now(),
                     kill_at: None,
@@ -530,7 +547,7 @@ impl Work<'_> {
                 // CMD never saw the message: give it back untouched, attempt not counted, so
                 // that a mistyped CMD cannot use up the attempts of a whole queue.
                 self.started -= 1;
-                let back = match self.spool.unlease(&leased) {
+                let back = match self.q.unlease(&leased) {
                     Ok(true) => "given back untouched".to_owned(),
                     Ok(false) => "its lease was lost meanwhile".to_owned(),
                     Err(e) => format!("not given back ({e:#}); it returns when its lease expires"),
@@ -538,14 +555,14 @@ impl Work<'_> {
                 Err(anyhow!(e).context(format!(
                     "run {} for {} ({back})",
                     describe(program),
-                    leased.id
+                    leased.id()
                 )))
             }
         }
     }
 
-    fn backoff(&self, leased: &Leased) -> u64 {
-        lease::backoff(leased.attempt, self.args.backoff, self.args.backoff_max)
+    fn backoff(&self, leased: &B::Lease) -> u64 {
+        lease::backoff(leased.attempt(), self.args.backoff, self.args.backoff_max)
     }
 
     /// The first SIGTERM, SIGINT or SIGHUP: take no more messages and ask every CMD to stop.
@@ -633,14 +650,14 @@ impl Work<'_> {
     }
 
     /// A CMD whose exit status cannot be had: its message is released at once.
-    fn abandon(&mut self, job: Job, e: anyhow::Error) {
-        report(&e.context(format!("wait for the CMD of {}", job.lease.id)));
+    fn abandon(&mut self, job: Job<B::Lease>, e: anyhow::Error) {
+        report(&e.context(format!("wait for the CMD of {}", job.lease.id())));
         self.broken = true;
-        match self.spool.release(&job.lease, 0) {
+        match self.q.release(&job.lease, 0) {
             Ok(Some(to)) => {
                 job.line(&format!(
                     "exit status unknown; {}",
-                    released(&to, job.lease.attempt, 0)
+                    released(&to, job.lease.attempt(), 0)
                 ));
                 self.outcomes.count(&to);
             }
@@ -649,7 +666,7 @@ impl Work<'_> {
         }
     }
 
-    fn settle(&mut self, job: Job, status: ExitStatus) {
+    fn settle(&mut self, job: Job<B::Lease>, status: ExitStatus) {
         let how = format!(
             "{} after {}",
             exit_text(status),
@@ -672,11 +689,11 @@ impl Work<'_> {
             _ => None,
         };
         if let Some(why) = stopped {
-            match self.spool.release(&job.lease, 0) {
+            match self.q.release(&job.lease, 0) {
                 Ok(Some(to)) => {
                     job.line(&format!(
                         "{how}: {why}; {}",
-                        released(&to, job.lease.attempt, 0)
+                        released(&to, job.lease.attempt(), 0)
                     ));
                     match to {
                         Released::Requeued { .. } => self.outcomes.stopped += 1,
@@ -691,22 +708,22 @@ impl Work<'_> {
         let quiet = self.args.quiet;
         match status.code() {
             Some(0) => {
-                let ended = self.spool.ack(&job.lease);
+                let ended = self.q.ack(&job.lease);
                 self.ended(&job, &how, ended, "acked", |o| &mut o.acked);
             }
             Some(PERMANENT_FAILURE) => {
-                let ended = self.spool.bury(&job.lease);
+                let ended = self.q.bury(&job.lease);
                 let what = "dead-lettered (permanent failure)";
                 self.ended(&job, &how, ended, what, |o| &mut o.dead);
             }
             _ => {
                 let delay = self.backoff(&job.lease);
-                match self.spool.release(&job.lease, delay) {
+                match self.q.release(&job.lease, delay) {
                     Ok(Some(to)) => {
                         if !quiet {
                             job.line(&format!(
                                 "{how}; {}",
-                                released(&to, job.lease.attempt, delay)
+                                released(&to, job.lease.attempt(), delay)
                             ));
                         }
                         self.outcomes.count(&to);
@@ -722,7 +739,7 @@ impl Work<'_> {
     /// What an ack or a bury at the end of a run did: counted in `count`, said as `what`.
     fn ended(
         &mut self,
-        job: &Job,
+        job: &Job<B::Lease>,
         how: &str,
         ended: Result<bool>,
         what: &str,
@@ -740,7 +757,7 @@ impl Work<'_> {
         }
     }
 
-    fn lost_at_end(&mut self, job: &Job, how: &str) {
+    fn lost_at_end(&mut self, job: &Job<B::Lease>, how: &str) {
         job.line(&format!(
             "{how}; but its lease was lost first, so what becomes of the message is up to its \
              new holder"
@@ -748,7 +765,7 @@ impl Work<'_> {
         self.outcomes.lost += 1;
     }
 
-    fn failed_to_settle(&mut self, job: &Job, e: anyhow::Error) {
+    fn failed_to_settle(&mut self, job: &Job<B::Lease>, e: anyhow::Error) {
         let then = if e.downcast_ref::<NotDurable>().is_some() {
             "it is back in the queue, but a crash could still undo that"
         } else {
@@ -756,7 +773,8 @@ impl Work<'_> {
         };
         report(&e.context(format!(
             "settle {} attempt {}; {then}",
-            job.lease.id, job.lease.attempt
+            job.lease.id(),
+            job.lease.attempt()
         )));
         self.outcomes.unsettled += 1;
         self.broken = true;
@@ -773,16 +791,13 @@ impl Work<'_> {
             if job.lost || job.next_beat_ms > now {
                 continue;
             }
-            match self.spool.extend(&job.lease, self.lease_ms) {
+            match self.q.extend(&job.lease, self.lease_ms) {
                 Ok(Some((next, not_durable))) => {
                     job.lease = next;
                     job.next_beat_ms = now + beat;
                     if let Some(nd) = not_durable {
                         // Held all the same, under the new receipt; a crash could undo it.
-                        report(
-                            &anyhow::Error::new(nd)
-                                .context(format!("extend the lease of {}", job.lease.id)),
-                        );
+                        report(&nd.context(format!("extend the lease of {}", job.lease.id())));
                     }
                 }
                 Ok(None) => {
@@ -800,7 +815,7 @@ impl Work<'_> {
                 }
                 Err(e) => {
                     // The lease still has two heartbeats' worth of time: try again then.
-                    report(&e.context(format!("extend the lease of {}", job.lease.id)));
+                    report(&e.context(format!("extend the lease of {}", job.lease.id())));
                     job.next_beat_ms = now + beat;
                 }
             }

@@ -5,6 +5,7 @@
 pub mod names;
 mod queue;
 pub mod relay;
+mod work;
 
 use crate::address::NatsUrl;
 use crate::cli::{
@@ -22,13 +23,19 @@ use anyhow::{Context, Result};
 use names::Receipt;
 pub use queue::Connect;
 use queue::{Held, Queue};
+use std::ffi::OsStr;
 use std::future::IntoFuture;
 use std::io::Write;
 use std::time::Duration;
 
 /// Runs one command on a JetStream queue.
-pub fn run(url: &NatsUrl, how: &Connect, command: &Command) -> Result<Code> {
+/// `spool`: the address as given, for a CMD of `work` to reach the same queue.
+pub fn run(url: &NatsUrl, how: &Connect, command: &Command, spool: &OsStr) -> Result<Code> {
     refuse(command)?;
+    if let Command::Work(a) = command {
+        // Its own setup: signals are blocked before the runtime starts.
+        return work::run(url, how, a, spool);
+    }
     let rt = runtime()?;
     let mut q = rt.block_on(Queue::connect(url, how))?;
     if matches!(
@@ -135,12 +142,10 @@ fn refuse(command: &Command) -> Result<()> {
                 "relay: --spool names the local spool it reads, and --to the JetStream queue",
             ));
         }
-        Command::Work(_) => {
-            return Err(not_served(
-                "work",
-                "not yet: run `qspool pop --json` and `qspool ack` in a loop",
-            ));
+        Command::Work(a) if a.lease.is_some() => {
+            return Err(not_served("work --lease", delivery));
         }
+        Command::Work(_) => {}
         Command::Replay(_) => {
             return Err(not_served(
                 "replay --done",

@@ -16,13 +16,16 @@ use async_nats::jetstream::{self as js, kv};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long a one-shot command waits for the server before it says it cannot reach it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A waited pop's lease starts, at the latest, this long before its message arrived: the
-/// server's ack timer started when it sent the message, which this process cannot see.
-const ARRIVAL_MARGIN_MS: u64 = 1000;
+/// A held request answered later than this after it was asked: its message's lease is
+/// restarted on arrival, since the server's timer started when it sent the message, which this
+/// process cannot see.
+const ARRIVAL_MARGIN_MS: u64 = 100;
 /// How long a pull request may take beyond its wait before it counts as lost.
 const FETCH_BOUND: Duration = Duration::from_secs(5);
 /// How long the last flush before an exit may take: a server gone mid-command must not hang it.
@@ -30,7 +33,7 @@ const FLUSH_BOUND: Duration = Duration::from_secs(5);
 
 /// The queue's stream, consumer or bucket is not on the server.
 #[derive(Debug)]
-struct Missing(String);
+pub struct Missing(String);
 
 impl std::fmt::Display for Missing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,12 +50,22 @@ pub struct Connect {
     pub creds: Option<PathBuf>,
 }
 
+/// The reconnections of one client, and a bell rung at each.
+#[derive(Default)]
+pub struct Reconnects {
+    pub count: AtomicU64,
+    pub rung: tokio::sync::Notify,
+}
+
 /// One connection to one queue.
 pub struct Queue {
     pub url: NatsUrl,
     pub names: Names,
     pub js: js::Context,
     client: async_nats::Client,
+    /// Counts the connections made after the first: a pull request held across a reconnect
+    /// may be gone on the server (a restart), and is asked again.
+    pub reconnects: Arc<Reconnects>,
     /// The consumer, its settings and the fence bucket, looked up once per process
     /// (`open_consumer`) for the commands that lease and settle.
     held: Option<(PullConsumer, QueueSettings, kv::Store)>,
@@ -184,6 +197,17 @@ impl Queue {
             .map(|u| u.parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| usage(format!("{url}: {e}")))?;
+        let reconnects = Arc::new(Reconnects::default());
+        let seen = Arc::clone(&reconnects);
+        opts = opts.event_callback(move |event| {
+            let seen = Arc::clone(&seen);
+            async move {
+                if matches!(event, async_nats::Event::Connected) {
+                    seen.count.fetch_add(1, Ordering::SeqCst);
+                    seen.rung.notify_waiters();
+                }
+            }
+        });
         let client = opts
             .connect(addrs)
             .await
@@ -194,6 +218,7 @@ impl Queue {
             client,
             url: url.clone(),
             held: None,
+            reconnects,
         })
     }
 
@@ -414,6 +439,11 @@ impl Queue {
         Ok(())
     }
 
+    /// The lease, as the consumer's ack wait: after `open_consumer`.
+    pub fn lease_ms(&self) -> Result<u64> {
+        self.opened().map(|(_, s, _)| s.lease_ms)
+    }
+
     fn opened(&self) -> Result<&(PullConsumer, QueueSettings, kv::Store)> {
         self.held
             .as_ref()
@@ -490,13 +520,8 @@ impl Queue {
                 // An answered-at-once request's messages were all sent when it was answered,
                 // so its time holds for each; only a request the server held may have been
                 // answered much later, when its one message arrived.
-                let arrived = now_ms();
-                let start = if waited && arrived.saturating_sub(asked_ms) > ARRIVAL_MARGIN_MS {
-                    arrived - ARRIVAL_MARGIN_MS
-                } else {
-                    asked_ms
-                };
-                delivered.push((m, start));
+                let late = waited && now_ms().saturating_sub(asked_ms) > ARRIVAL_MARGIN_MS;
+                delivered.push((m, (!late).then_some(asked_ms)));
             }
             if delivered.is_empty() {
                 break;
@@ -533,9 +558,21 @@ impl Queue {
         &self,
         bucket: &kv::Store,
         m: js::Message,
-        start_ms: u64,
+        start_ms: Option<u64>,
         s: &QueueSettings,
     ) -> Result<Option<Held>> {
+        let start_ms = match start_ms {
+            Some(t) => t,
+            None => {
+                // "In progress" restarts the server's timer no earlier than now: the lease
+                // counts from here, whatever the delay between its sending and this.
+                let t = now_ms();
+                m.double_ack_with(AckKind::Progress)
+                    .await
+                    .map_err(|e| anyhow!("{}: restart the lease timer: {e}", self.url))?;
+                t
+            }
+        };
         let info = m
             .info()
             .map_err(|e| anyhow!("{}: delivery: {e}", self.url))?;
@@ -665,7 +702,7 @@ impl Queue {
         &self,
         bucket: &kv::Store,
         r: &Receipt,
-        e: &dyn std::fmt::Display,
+        e: &(dyn std::fmt::Display + Sync),
     ) -> anyhow::Error {
         match bucket.entry(r.seq.to_string()).await {
             Ok(Some(entry)) if entry.revision == r.rev && entry.operation == kv::Operation::Put => {
@@ -705,6 +742,15 @@ impl Queue {
         let delay = (delay_ms > 0).then(|| Duration::from_millis(delay_ms));
         self.send(&fence.reply, AckKind::Nak(delay), r).await?;
         Ok(false)
+    }
+
+    /// Back to the queue at once and never to the dead letters: for a message no CMD saw.
+    /// The server has counted its delivery all the same.
+    pub async fn give_back(&self, r: &Receipt) -> Result<()> {
+        let (_, _, bucket) = self.opened()?;
+        let fence = self.check(bucket, r).await?;
+        self.release_fence(bucket, r).await?;
+        self.send(&fence.reply, AckKind::Nak(None), r).await
     }
 
     /// `extend`: the server restarts the ack timer ("in progress"); the fence gets a new

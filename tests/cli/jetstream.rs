@@ -532,7 +532,7 @@ fn what_jetstream_cannot_serve_is_refused_in_one_line() {
         &["purge", "--dead", "--yes"],
         &["fsck"],
         &["replay", "--done", "--all"],
-        &["work", "--", "true"],
+        &["work", "--lease", "5m", "--", "true"],
     ] {
         let line = js.q(args).fails(2);
         assert!(

@@ -251,3 +251,28 @@ pub fn raw(first: &[&str], args: &[&str]) -> Command {
         .args(args);
     c
 }
+
+/// A running qspool (a relay, a worker), SIGKILLed if the test ends (or fails) first.
+pub struct Running(pub Option<Child>);
+
+impl Running {
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+    pub fn wait_with_output(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn spawn(mut c: Command) -> Running {
+    Running(Some(c.stdout(Stdio::null()).spawn().unwrap()))
+}

@@ -2,7 +2,7 @@
 //! server crashes, relay crashes and SIGTERM: nothing lost, nothing twice in the queue.
 
 use crate::harness::{Env, lines, parse_lines, stderr, stdout};
-use crate::nats_server::{Js, raw};
+use crate::nats_server::{Js, raw, spawn};
 use std::collections::BTreeSet;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -18,31 +18,6 @@ fn outbox(n: usize) -> (Env, Vec<String>) {
     );
     assert_eq!(ids.len(), n);
     (env, ids)
-}
-
-/// A running relay, SIGKILLed if the test ends (or fails) first.
-struct Running(Option<Child>);
-
-impl Running {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().unwrap()
-    }
-    fn wait_with_output(mut self) -> std::process::Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn(mut c: std::process::Command) -> Running {
-    Running(Some(c.stdout(Stdio::null()).spawn().unwrap()))
 }
 
 fn relay(js: &Js, local: &Env, extra: &[&str]) -> std::process::Command {
